@@ -1,0 +1,72 @@
+import type { MetricSeries } from '@retort/spec';
+import { type Db, FencedOutError } from '../client.js';
+
+export interface MetricPointInput {
+  name: string;
+  step: number;
+  value: number;
+}
+
+/**
+ * Writes a batch of metric points in one statement, only while `attempt` holds the run (fencing).
+ * A point at a step that already has a value replaces it, so steps replayed after a resume are
+ * rewritten, not doubled.
+ */
+export async function writeMetrics(
+  db: Db,
+  runId: string,
+  attempt: number,
+  points: MetricPointInput[],
+): Promise<void> {
+  if (points.length === 0) return;
+  // ON CONFLICT cannot touch one row twice in a statement: keep the last value per (name, step).
+  const latest = new Map<string, MetricPointInput>();
+  for (const p of points) latest.set(`${p.name}\u0000${p.step}`, p);
+  const rows = [...latest.values()];
+  const res = await db.pool.query(
+    `INSERT INTO metric_points (run_id, name, step, value)
+     SELECT $1, t.name, t.step, t.value
+       FROM unnest($3::text[], $4::int[], $5::float8[]) AS t(name, step, value)
+      WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running')
+     ON CONFLICT (run_id, name, step) DO UPDATE SET value = EXCLUDED.value, created_at = now()`,
+    [runId, attempt, rows.map((r) => r.name), rows.map((r) => r.step), rows.map((r) => r.value)],
+  );
+  if (res.rowCount === 0) throw new FencedOutError(runId, attempt, `${rows.length} metric points`);
+}
+
+export interface SeriesQuery {
+  names?: string[] | undefined;
+  fromStep?: number | undefined;
+  /** When a series has more points, consecutive points are averaged into this many buckets. */
+  maxPoints?: number | undefined;
+}
+
+/**
+ * Metric series of a run, by step. With `maxPoints`, a longer series is cut into that many buckets
+ * of consecutive points; each bucket answers with its last step and the mean of its values.
+ */
+export async function getSeries(db: Db, runId: string, q: SeriesQuery): Promise<MetricSeries> {
+  const { rows } = await db.pool.query<{ name: string; step: number; value: number }>(
+    `WITH pts AS (
+       SELECT name, step, value,
+              count(*) OVER (PARTITION BY name) AS n,
+              row_number() OVER (PARTITION BY name ORDER BY step) - 1 AS i
+         FROM metric_points
+        WHERE run_id = $1
+          AND ($2::text[] IS NULL OR name = ANY($2))
+          AND step >= $3)
+     SELECT name, max(step) AS step, avg(value) AS value
+       FROM pts
+      GROUP BY name, CASE WHEN $4::int IS NULL OR n <= $4 THEN i ELSE floor(i * $4::float8 / n) END
+      ORDER BY name, max(step)`,
+    [runId, q.names?.length ? q.names : null, q.fromStep ?? 0, q.maxPoints ?? null],
+  );
+  const byName = new Map<string, [number, number][]>();
+  for (const r of rows) {
+    const pts = byName.get(r.name) ?? [];
+    byName.set(r.name, pts);
+    pts.push([Number(r.step), Number(r.value)]);
+  }
+  const order = q.names?.length ? q.names.filter((n) => byName.has(n)) : [...byName.keys()];
+  return { series: order.map((name) => ({ name, points: byName.get(name) ?? [] })) };
+}

@@ -1,0 +1,11 @@
+export { createDatabase, findPostgresBin, type LocalServer, startLocalPostgres } from './postgres.js';
+export { commandExists, freePort, isRoot, waitFor } from './processes.js';
+export { startLocalRedis } from './redis.js';
+export {
+  ensureDebianPackages,
+  FASHION_MNIST_DIR,
+  provideServices,
+  type Services,
+  STACK_PACKAGES,
+} from './services.js';
+export { freshDatabase, freshQueuePrefix } from './testing.js';

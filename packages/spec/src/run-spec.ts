@@ -1,0 +1,101 @@
+import type { IdxDatasetSpec } from './schema.js';
+
+/**
+ * A run spec after validation, with every default filled in. This is what is stored on the run,
+ * returned by the API and handed to the trainer.
+ */
+export interface RunSpec {
+  name: string;
+  kind: RunKind;
+  teacher?: TeacherSpec;
+  student: StudentSpec;
+  data: {
+    train: IdxDatasetSpec;
+    validation: IdxDatasetSpec | { split: number };
+    preprocess: { scale: number; shape?: number[] };
+  };
+  distillation: { losses: LossSpec[] };
+  training: {
+    epochs: number;
+    batchSize: number;
+    maxSteps?: number;
+    optimizer: OptimizerSpec;
+    seed: number;
+    checkpointEvery: { steps: number } | { epochs: number };
+    maxAttempts: number;
+  };
+  resources: { pool: string; gpus: number };
+  priority: number;
+  tags: Record<string, string>;
+}
+
+export type RunKind = 'distill' | 'train';
+
+export type TeacherSpec = { uri: string; format: TeacherFormat } | { run: string };
+export type TeacherFormat = 'onnx' | 'tfjs-layers';
+
+export type StudentSpec = MlpStudentSpec | CnnStudentSpec | CustomStudentSpec;
+export interface MlpStudentSpec {
+  preset: 'mlp';
+  hidden: number[];
+  activation: 'relu' | 'tanh' | 'gelu';
+  dropout: number;
+}
+export interface CnnStudentSpec {
+  preset: 'cnn';
+  filters: number[];
+  kernelSize: number;
+  dense: number[];
+  dropout: number;
+}
+export interface CustomStudentSpec {
+  uri: string;
+  format: 'tfjs-layers';
+}
+
+export type LossSpec = KdLossSpec | CeLossSpec;
+export interface KdLossSpec {
+  type: 'kd';
+  weight: number;
+  temperature: number;
+}
+export interface CeLossSpec {
+  type: 'ce';
+  weight: number;
+}
+
+export type OptimizerSpec =
+  | { type: 'adam'; learningRate: number }
+  | { type: 'sgd'; learningRate: number; momentum: number };
+
+export const DEFAULTS = {
+  mlpHidden: [128],
+  cnnFilters: [32, 64],
+  cnnKernelSize: 3,
+  cnnDense: [128],
+  scale: 1 / 255,
+  validationSplit: 0.1,
+  kdTemperature: 4,
+  distillLosses: [
+    { type: 'kd', weight: 0.9, temperature: 4 },
+    { type: 'ce', weight: 0.1 },
+  ] as LossSpec[],
+  trainLosses: [{ type: 'ce', weight: 1 }] as LossSpec[],
+  epochs: 5,
+  batchSize: 128,
+  adamLearningRate: 0.001,
+  sgdLearningRate: 0.01,
+  seed: 42,
+  maxAttempts: 3,
+  pool: 'default',
+  gpus: 1,
+  priority: 50,
+} as const;
+
+export function isTeacherFromRun(t: TeacherSpec): t is { run: string } {
+  return 'run' in t;
+}
+
+export function isPresetStudent(s: StudentSpec): s is MlpStudentSpec | CnnStudentSpec {
+  return 'preset' in s;
+}

@@ -1,0 +1,95 @@
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ErrorDetail, RetortError } from './errors.js';
+import type { RunSpec } from './run-spec.js';
+
+/** Where a run may read from. Both apps read it from their environment. */
+export interface UriPolicy {
+  /** Absolute folders that `file://` URIs must resolve into (after following symlinks). */
+  dataRoots: string[];
+  /** Host names `http(s)://` URIs may name; empty means http(s) sources are refused. */
+  allowedHosts: string[];
+}
+
+/** Every URI in a spec, with the JSON Pointer of the field that holds it. */
+export function specUris(spec: RunSpec): { path: string; uri: string }[] {
+  const out: { path: string; uri: string }[] = [];
+  if (spec.teacher && 'uri' in spec.teacher) out.push({ path: '/teacher/uri', uri: spec.teacher.uri });
+  if ('uri' in spec.student) out.push({ path: '/student/uri', uri: spec.student.uri });
+  out.push(
+    { path: '/data/train/images', uri: spec.data.train.images },
+    { path: '/data/train/labels', uri: spec.data.train.labels },
+  );
+  const v = spec.data.validation;
+  if ('images' in v)
+    out.push(
+      { path: '/data/validation/images', uri: v.images },
+      { path: '/data/validation/labels', uri: v.labels },
+    );
+  return out;
+}
+
+/**
+ * Resolves a `file://` URI to a real path inside the data roots, or throws with a message the
+ * user can act on. Symlinks are followed before the check, so a link cannot lead outside.
+ */
+export async function resolveFileUri(uri: string, policy: UriPolicy): Promise<string> {
+  let p: string;
+  try {
+    p = fileURLToPath(uri);
+  } catch {
+    throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} is not a valid file:// URI`);
+  }
+  let real: string;
+  try {
+    real = await realpath(p);
+  } catch {
+    throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} does not exist`);
+  }
+  const roots = await Promise.all(policy.dataRoots.map((r) => realpath(r).catch(() => path.resolve(r))));
+  if (!roots.some((r) => real === r || real.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
+    throw new RetortError(
+      'RETORT_DATA_UNREADABLE',
+      `${uri} is outside the allowed data roots (${policy.dataRoots.join(', ') || 'none configured'})`,
+    );
+  }
+  const s = await stat(real);
+  if (!s.isFile()) throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} is not a regular file`);
+  return real;
+}
+
+/** Checks that an http(s) URI names an allowed host. */
+export function checkHttpUri(uri: string, policy: UriPolicy): URL {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} is not a valid URL`);
+  }
+  if (!policy.allowedHosts.includes(url.hostname)) {
+    throw new RetortError(
+      'RETORT_DATA_UNREADABLE',
+      policy.allowedHosts.length === 0
+        ? `${uri}: http(s) sources are disabled on this server (set RETORT_ALLOWED_HOSTS to allow hosts)`
+        : `${uri}: host ${url.hostname} is not in the allowed hosts (${policy.allowedHosts.join(', ')})`,
+    );
+  }
+  return url;
+}
+
+/** Checks that every URI in the spec is allowed and, for files, exists. One detail per bad URI. */
+export async function checkSpecUris(spec: RunSpec, policy: UriPolicy): Promise<ErrorDetail[]> {
+  const problems = await Promise.all(
+    specUris(spec).map(async ({ path: at, uri }) => {
+      try {
+        if (uri.startsWith('file:')) await resolveFileUri(uri, policy);
+        else checkHttpUri(uri, policy);
+        return null;
+      } catch (e) {
+        return { path: at, message: e instanceof Error ? e.message : String(e) };
+      }
+    }),
+  );
+  return problems.filter((p): p is ErrorDetail => p !== null);
+}
