@@ -24,6 +24,7 @@ export const ErrorCodes = {
   RETORT_TEACHER_NOT_READY: { status: 422, retryable: false },
   RETORT_MODEL_INCOMPATIBLE: { status: 422, retryable: false },
   RETORT_TRAINING_DIVERGED: { status: 422, retryable: false },
+  RETORT_TRAINING_FAILED: { status: 422, retryable: false },
   RETORT_WORKER_LOST: { status: 500, retryable: true },
 } as const;
 

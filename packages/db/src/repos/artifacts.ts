@@ -140,3 +140,19 @@ export async function readArtifactByName(
     throw new RetortError('RETORT_ARTIFACT_NOT_FOUND', `run ${runId} has no ${kind} artifact named ${name}`);
   return readArtifact(db, a.id);
 }
+
+/** Deletes all but the newest `keep` artifacts of a kind (e.g. old checkpoints). */
+export async function keepLatestArtifacts(
+  db: Db,
+  runId: string,
+  kind: ArtifactKind,
+  keep: number,
+): Promise<number> {
+  const res = await db.pool.query(
+    `DELETE FROM artifacts WHERE id IN (
+       SELECT id FROM artifacts WHERE run_id = $1 AND kind = $2
+        ORDER BY created_at DESC, name DESC OFFSET $3)`,
+    [runId, kind, keep],
+  );
+  return res.rowCount ?? 0;
+}

@@ -288,3 +288,18 @@ export async function addRunEvent(
 ): Promise<void> {
   await db.prisma.runEvent.create({ data: { runId, type, data: data as Prisma.InputJsonValue } });
 }
+
+/**
+ * Hands a run back to the queue after its attempt ended without a verdict (the training process
+ * died, the worker is shutting down). Fenced: only the attempt that holds it can.
+ */
+export async function requeueRun(db: Db, id: string, attempt: number, reason: string): Promise<void> {
+  await db.prisma.$transaction(async (tx) => {
+    const r = await tx.run.updateMany({
+      where: { id, attempt, status: 'running' },
+      data: { status: 'queued', workerId: null },
+    });
+    if (r.count === 0) throw new FencedOutError(id, attempt, 'requeue');
+    await tx.runEvent.create({ data: statusEvent(id, 'queued', reason, { attempt }) });
+  });
+}

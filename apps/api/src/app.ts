@@ -1,0 +1,47 @@
+import type { Db } from '@retort/db';
+import type { RunProducer } from '@retort/queue';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { ApiConfig } from './env.js';
+import { registerAuth } from './plugins/auth.js';
+import { registerErrorHandling } from './plugins/errors.js';
+import { registerOpenApi } from './plugins/openapi.js';
+import { registerValidation } from './plugins/validation.js';
+import { operationRoutes } from './routes/operations.js';
+import { runDataRoutes } from './routes/run-data.js';
+import { runRoutes } from './routes/runs.js';
+
+export interface AppDeps {
+  db: Db;
+  redis: Redis;
+  producer: RunProducer;
+  config: ApiConfig;
+  logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * Builds the API without opening a port (tests use `app.inject()`): plugins first (validation,
+ * errors, auth, OpenAPI), then one module per route group.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: deps.config.bodyLimit,
+    trustProxy: true,
+  });
+  registerValidation(app);
+  registerErrorHandling(app);
+  registerAuth(app, deps.db);
+  await registerOpenApi(app);
+  const submit = {
+    db: deps.db,
+    producer: deps.producer,
+    policy: deps.config.policy,
+    checkUris: deps.config.submitChecksUris,
+  };
+  runRoutes(app, submit);
+  runDataRoutes(app, deps.db);
+  operationRoutes(app, { db: deps.db, redis: deps.redis, workerStaleMs: deps.config.workerStaleMs });
+  await app.ready();
+  return app;
+}

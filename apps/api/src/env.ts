@@ -1,0 +1,61 @@
+import envSchema from 'env-schema';
+import Type, { type Static } from 'typebox';
+
+/** The API's configuration: every variable it reads, with its default. Parsed once at start. */
+const Schema = Type.Object({
+  /** Postgres, where runs, metrics and artifacts live. */
+  DATABASE_URL: Type.String({ minLength: 1 }),
+  /** Redis, for the run queues and control signals. */
+  REDIS_URL: Type.String({ minLength: 1 }),
+  /** The key that bootstraps the default team's admin access (sent as `Authorization: Bearer <key>`). */
+  RETORT_ADMIN_KEY: Type.String({ minLength: 16 }),
+  /** Address to listen on. */
+  HOST: Type.String({ default: '127.0.0.1' }),
+  /** Port to listen on. */
+  PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
+  /** Prefix of every Redis key; must match the workers'. */
+  RETORT_QUEUE_PREFIX: Type.String({ default: 'retort' }),
+  /** Colon-separated folders that file:// URIs may point into. */
+  RETORT_DATA_ROOTS: Type.String({ default: '/usr/share/datasets:/data' }),
+  /** Comma-separated hosts that http(s):// URIs may name; empty refuses all. */
+  RETORT_ALLOWED_HOSTS: Type.String({ default: '' }),
+  /** Whether submitting a run checks that its file URIs exist (turn off when the API cannot see the data). */
+  RETORT_SUBMIT_CHECKS_URIS: Type.Boolean({ default: true }),
+  /** Largest request body accepted, in bytes. */
+  RETORT_BODY_LIMIT: Type.Integer({ default: 1_048_576, minimum: 1024 }),
+  /** Workers that have not reported within this many ms are not listed as live. */
+  RETORT_WORKER_STALE_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
+  /** Log level: fatal, error, warn, info, debug, silent. */
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent'], { default: 'info' }),
+});
+
+export type ApiEnv = Static<typeof Schema>;
+
+export interface ApiConfig {
+  adminKey: string;
+  queuePrefix: string;
+  policy: { dataRoots: string[]; allowedHosts: string[] };
+  submitChecksUris: boolean;
+  bodyLimit: number;
+  workerStaleMs: number;
+}
+
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): ApiEnv {
+  return envSchema<ApiEnv>({ schema: Schema, data: source, dotenv: false });
+}
+
+export function configFrom(env: ApiEnv): ApiConfig {
+  return {
+    adminKey: env.RETORT_ADMIN_KEY,
+    queuePrefix: env.RETORT_QUEUE_PREFIX,
+    policy: {
+      dataRoots: env.RETORT_DATA_ROOTS.split(':').filter(Boolean),
+      allowedHosts: env.RETORT_ALLOWED_HOSTS.split(',')
+        .map((h) => h.trim())
+        .filter(Boolean),
+    },
+    submitChecksUris: env.RETORT_SUBMIT_CHECKS_URIS,
+    bodyLimit: env.RETORT_BODY_LIMIT,
+    workerStaleMs: env.RETORT_WORKER_STALE_MS,
+  };
+}

@@ -1,0 +1,160 @@
+import { type Db, getRun, listRuns, requestCancel, toRunResource } from '@retort/db';
+import type { RunProducer } from '@retort/queue';
+import {
+  ErrorBodySchema,
+  RetortError,
+  RunSchema,
+  type RunSpec,
+  RunSpecSchema,
+  type RunStatus,
+  RunStatuses,
+} from '@retort/spec';
+import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
+import { contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
+
+const IdParams = Type.Object({ id: Type.String() });
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A malformed id names no run: it answers 404 like any other unknown id. */
+export function checkRunId(id: string): string {
+  if (!UUID.test(id)) throw new RetortError('RETORT_RUN_NOT_FOUND', `run ${id} not found`);
+  return id;
+}
+
+const errors = {
+  400: ErrorBodySchema,
+  401: ErrorBodySchema,
+  403: ErrorBodySchema,
+  404: ErrorBodySchema,
+  409: ErrorBodySchema,
+};
+
+const ListQuery = Type.Object({
+  status: Type.Optional(Type.String({ description: `Comma-separated statuses: ${RunStatuses.join(', ')}.` })),
+  tag: Type.Optional(
+    Type.Array(Type.String({ pattern: '^[^:]+:.*$' }), {
+      description: 'key:value; repeat to require several.',
+    }),
+  ),
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+  cursor: Type.Optional(Type.String()),
+});
+
+export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; producer: RunProducer }): void {
+  app.post<{ Body: RunSpec; Querystring: { dryRun?: boolean }; Headers: { 'idempotency-key'?: string } }>(
+    '/v1/runs',
+    {
+      config: { scope: 'runs:write' },
+      schema: {
+        summary: 'Submit a run',
+        description:
+          'Validates the spec (every problem is listed, as JSON Pointers), records the run and queues it. ' +
+          'The same `Idempotency-Key` from the same team returns the first run (200) instead of a second one. ' +
+          '`?dryRun=true` validates and checks that the URIs resolve, without queueing.',
+        body: RunSpecSchema,
+        querystring: Type.Object({ dryRun: Type.Boolean({ default: false }) }),
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        }),
+        response: {
+          200: Type.Union([RunSchema, Type.Object({ valid: Type.Literal(true), spec: Type.Unknown() })]),
+          201: RunSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const teamId = request.identity.teamId;
+      const spec = request.body;
+      if (request.query.dryRun) {
+        const problems = await contextProblems(deps, teamId, spec, true);
+        if (problems.length > 0)
+          throw new RetortError(
+            'RETORT_SPEC_INVALID',
+            `The run spec has ${problems.length} problem(s).`,
+            problems,
+          );
+        return reply.status(200).send({ valid: true, spec });
+      }
+      const { run, created } = await submitRun(deps, teamId, spec, request.headers['idempotency-key']);
+      return reply.status(created ? 201 : 200).send(toRunResource(run));
+    },
+  );
+
+  app.get<{ Querystring: { status?: string; tag?: string[]; limit: number; cursor?: string } }>(
+    '/v1/runs',
+    {
+      config: { scope: 'runs:read' },
+      schema: {
+        summary: 'List runs, newest first',
+        querystring: ListQuery,
+        response: {
+          200: Type.Object({
+            items: Type.Array(RunSchema),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const status = q.status
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean) as RunStatus[] | undefined;
+      const bad = status?.filter((s) => !RunStatuses.includes(s));
+      if (bad?.length) {
+        throw new RetortError('RETORT_REQUEST_INVALID', 'Unknown status.', [
+          {
+            path: '/querystring/status',
+            message: `${bad.join(', ')} is not one of ${RunStatuses.join(', ')}`,
+          },
+        ]);
+      }
+      const tags = Object.fromEntries(
+        (q.tag ?? []).map((t) => [t.slice(0, t.indexOf(':')), t.slice(t.indexOf(':') + 1)]),
+      );
+      const page = await listRuns(deps.db, request.identity.teamId, {
+        status,
+        tags,
+        limit: q.limit,
+        cursor: q.cursor,
+      });
+      return { items: page.items.map(toRunResource), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/runs/:id',
+    {
+      config: { scope: 'runs:read' },
+      schema: { summary: 'One run', params: IdParams, response: { 200: RunSchema, ...errors } },
+    },
+    async (request) =>
+      toRunResource(await getRun(deps.db, request.identity.teamId, checkRunId(request.params.id))),
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/runs/:id/cancel',
+    {
+      config: { scope: 'runs:write' },
+      schema: {
+        summary: 'Cancel a run',
+        description:
+          'A queued run is canceled at once and never starts; a running one stops before its next step and ends `canceled`. ' +
+          '409 when the run has already ended.',
+        params: IdParams,
+        response: { 200: RunSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const id = checkRunId(request.params.id);
+      const { run, immediate } = await requestCancel(deps.db, request.identity.teamId, id);
+      if (immediate) await deps.producer.removeQueued(run.pool, id).catch(() => false);
+      else await deps.producer.sendControl({ type: 'cancel', runId: id }).catch(() => {});
+      return toRunResource(run);
+    },
+  );
+}

@@ -1,0 +1,69 @@
+import { createRun, type Db, getRunById, type RunRow } from '@retort/db';
+import type { RunProducer } from '@retort/queue';
+import { checkSpecUris, type ErrorDetail, RetortError, type RunSpec, type UriPolicy } from '@retort/spec';
+
+export interface SubmitDeps {
+  db: Db;
+  producer: RunProducer;
+  policy: UriPolicy;
+  checkUris: boolean;
+}
+
+/** Problems a spec can only have in the context of this server: URIs, teacher runs. */
+export async function contextProblems(
+  deps: SubmitDeps,
+  teamId: string,
+  spec: RunSpec,
+  checkUris: boolean,
+): Promise<ErrorDetail[]> {
+  const problems: ErrorDetail[] = checkUris ? await checkSpecUris(spec, deps.policy) : [];
+  if (spec.teacher && 'run' in spec.teacher) {
+    const t = await getRunById(deps.db, spec.teacher.run);
+    if (!t || t.teamId !== teamId) problems.push({ path: '/teacher/run', message: 'no run with this id' });
+    else if (t.status !== 'succeeded') {
+      problems.push({
+        path: '/teacher/run',
+        message: `run is ${t.status}; a teacher run must have succeeded (submit once it has)`,
+      });
+    }
+  }
+  return problems;
+}
+
+/**
+ * Submits a validated spec: checks what only this server can check, records the run and enqueues
+ * it. With an idempotency key, a repeat returns the first run and enqueues nothing.
+ */
+export async function submitRun(
+  deps: SubmitDeps,
+  teamId: string,
+  spec: RunSpec,
+  idempotencyKey: string | undefined,
+): Promise<{ run: RunRow; created: boolean }> {
+  const problems = await contextProblems(deps, teamId, spec, deps.checkUris);
+  if (problems.length > 0) {
+    throw new RetortError(
+      'RETORT_SPEC_INVALID',
+      `The run spec has ${problems.length} problem${problems.length === 1 ? '' : 's'}.`,
+      problems,
+    );
+  }
+  const { run, created } = await createRun(deps.db, { teamId, spec, idempotencyKey });
+  if (!created) return { run, created };
+  try {
+    await deps.producer.enqueue({
+      runId: run.id,
+      pool: spec.resources.pool,
+      priority: spec.priority,
+      maxAttempts: spec.training.maxAttempts,
+    });
+  } catch {
+    // Nothing half-done is left behind: the client may retry with the same idempotency key.
+    await deps.db.prisma.run.delete({ where: { id: run.id } }).catch(() => {});
+    throw new RetortError(
+      'RETORT_DEPENDENCY_UNAVAILABLE',
+      'The run queue (Redis) is unavailable; the run was not submitted. Try again shortly.',
+    );
+  }
+  return { run, created };
+}

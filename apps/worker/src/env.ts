@@ -1,0 +1,47 @@
+import { hostname } from 'node:os';
+import envSchema from 'env-schema';
+import Type, { type Static } from 'typebox';
+
+/** The worker's configuration: every variable it reads, with its default. Parsed once at start. */
+const Schema = Type.Object({
+  /** Postgres, where runs, metrics and artifacts live. */
+  DATABASE_URL: Type.String({ minLength: 1 }),
+  /** Redis, for the run queues and control signals. */
+  REDIS_URL: Type.String({ minLength: 1 }),
+  /** The resource pool this worker serves (it consumes the queue runs-<pool>). */
+  RETORT_POOL: Type.String({ default: 'default', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+  /** Prefix of every Redis key (lets several deployments, or test files, share one Redis). */
+  RETORT_QUEUE_PREFIX: Type.String({ default: 'retort' }),
+  /** Colon-separated folders that file:// URIs may point into. */
+  RETORT_DATA_ROOTS: Type.String({ default: '/usr/share/datasets:/data' }),
+  /** Comma-separated hosts that http(s):// URIs may name; empty refuses all. */
+  RETORT_ALLOWED_HOSTS: Type.String({ default: '' }),
+  /** Force a compute backend (tensorflow, wasm, cpu); by default the best one installed. */
+  RETORT_BACKEND: Type.Optional(Type.Enum(['tensorflow', 'wasm', 'cpu'])),
+  /** This worker's id in /v1/workers; defaults to <hostname>-<pid>. */
+  RETORT_WORKER_ID: Type.Optional(Type.String({ minLength: 1 })),
+  /** How often the worker reports itself alive, in ms. */
+  RETORT_HEARTBEAT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  /** Metric points are written to Postgres at least this often, in ms (and at every 1000 points). */
+  RETORT_METRICS_FLUSH_MS: Type.Integer({ default: 1000, minimum: 10 }),
+  /** Log level: fatal, error, warn, info, debug. */
+  LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug'], { default: 'info' }),
+});
+
+export type WorkerEnv = Static<typeof Schema> & {
+  workerId: string;
+  dataRoots: string[];
+  allowedHosts: string[];
+};
+
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): WorkerEnv {
+  const env = envSchema<Static<typeof Schema>>({ schema: Schema, data: source, dotenv: false });
+  return {
+    ...env,
+    workerId: env.RETORT_WORKER_ID ?? `${hostname()}-${process.pid}`,
+    dataRoots: env.RETORT_DATA_ROOTS.split(':').filter(Boolean),
+    allowedHosts: env.RETORT_ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
+  };
+}

@@ -1,0 +1,27 @@
+import type { RunError, RunSpec, RunSummary, UriPolicy } from '@retort/spec';
+import type { BackendName, MetricPoint, Progress, SavedModel, TrainingPosition } from '@retort/trainer';
+
+/** Messages between the worker and its training process (Node IPC, structured clone). */
+
+export type ToChild =
+  | { type: 'probe'; backend?: BackendName | undefined }
+  | {
+      type: 'start';
+      spec: RunSpec;
+      policy: UriPolicy;
+      backend?: BackendName | undefined;
+      /** The model of a `{ run }` teacher, read from Postgres by the worker. */
+      teacherModel?: SavedModel | undefined;
+    }
+  | { type: 'cancel' }
+  | { type: 'checkpoint-stored'; id: number; error?: string };
+
+export type FromChild =
+  | { type: 'backend'; name: BackendName; device: string; skipped: string[] }
+  | { type: 'log'; message: string }
+  | { type: 'metrics'; points: MetricPoint[] }
+  | { type: 'progress'; progress: Progress }
+  | { type: 'checkpoint'; id: number; position: TrainingPosition; bytes: Uint8Array }
+  | { type: 'succeeded'; summary: RunSummary; student: SavedModel }
+  | { type: 'canceled'; position: TrainingPosition }
+  | { type: 'failed'; error: RunError; retryable: boolean };

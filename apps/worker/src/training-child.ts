@@ -1,0 +1,96 @@
+import { isRetortError } from '@retort/spec';
+import { type BackendName, initBackend, policyByteSource, type SavedModel, train } from '@retort/trainer';
+import type { FromChild, ToChild } from './protocol.js';
+
+/**
+ * The training process. TensorFlow ops block the event loop for the length of a step, so training
+ * runs here while the worker process keeps its BullMQ lock renewed and its heartbeat going. This
+ * process talks only to its parent, over IPC.
+ */
+
+const send = (m: FromChild) =>
+  new Promise<void>((resolve, reject) => process.send!(m, undefined, {}, (e) => (e ? reject(e) : resolve())));
+
+let canceled = false;
+let nextCheckpoint = 1;
+const checkpointAcks = new Map<number, (error?: string) => void>();
+
+async function chooseBackend(prefer: BackendName | undefined) {
+  const b = await initBackend(prefer);
+  await send({ type: 'backend', name: b.name, device: b.device, skipped: b.skipped });
+  return b;
+}
+
+async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
+  const backend = await chooseBackend(m.backend);
+  const teacherModel = m.teacherModel;
+  const outcome = await train(
+    m.spec,
+    {
+      source: policyByteSource(m.policy),
+      loadRunModel: async (id): Promise<SavedModel> => {
+        if (!teacherModel) throw new Error(`the model of run ${id} was not provided`);
+        return teacherModel;
+      },
+      onMetrics: (points) => void send({ type: 'metrics', points }),
+      onProgress: (progress) => void send({ type: 'progress', progress }),
+      onCheckpoint: async (c) => {
+        const id = nextCheckpoint++;
+        const stored = new Promise<string | undefined>((resolve) => checkpointAcks.set(id, resolve));
+        await send({ type: 'checkpoint', id, position: c.position, bytes: c.bytes });
+        const error = await stored;
+        if (error) throw new Error(`checkpoint not stored: ${error}`);
+      },
+      shouldStop: () => (canceled ? 'cancel' : null),
+      log: (message) => void send({ type: 'log', message }),
+    },
+    backend,
+  );
+  if (outcome.status === 'succeeded')
+    await send({ type: 'succeeded', summary: outcome.summary, student: outcome.student });
+  else await send({ type: 'canceled', position: outcome.position });
+}
+
+process.on('message', (m: ToChild) => {
+  switch (m.type) {
+    case 'probe':
+      chooseBackend(m.backend).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+      break;
+    case 'start':
+      run(m).then(
+        () => process.exit(0),
+        async (e: unknown) => {
+          // An error raised here comes back on every attempt with the same spec and data: only a
+          // process that dies (killed, out of memory) is worth another attempt.
+          const retryable = isRetortError(e) && e.retryable;
+          const error = isRetortError(e)
+            ? { code: e.code, message: e.message }
+            : {
+                code: 'RETORT_TRAINING_FAILED' as const,
+                message: `training failed: ${e instanceof Error ? e.message : String(e)}`,
+              };
+          if (!isRetortError(e)) console.error(e);
+          await send({ type: 'failed', error, retryable }).catch(() => {});
+          process.exit(0);
+        },
+      );
+      break;
+    case 'cancel':
+      canceled = true;
+      break;
+    case 'checkpoint-stored':
+      checkpointAcks.get(m.id)?.(m.error);
+      checkpointAcks.delete(m.id);
+      break;
+  }
+});
+
+// Without a parent there is nothing to do; when it goes away, so do we.
+if (!process.send) {
+  console.error('training-child runs under the Retort worker only');
+  process.exit(2);
+}
+process.on('disconnect', () => process.exit(1));

@@ -1,0 +1,6 @@
+export { type BackendInfo, type BackendName, initBackend } from './backend.js';
+export { type CheckpointData, decodeCheckpoint, type TrainingPosition } from './checkpoint.js';
+export { parseIdx } from './data/idx.js';
+export { type ByteSource, policyByteSource } from './io.js';
+export { loadLayersModelFrom, type SavedModel, saveModel, WEIGHTS_FILE } from './models/saved-model.js';
+export { type MetricPoint, type Progress, type TrainerHooks, type TrainOutcome, train } from './train.js';

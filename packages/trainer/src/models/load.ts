@@ -1,0 +1,82 @@
+import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
+import type * as tf from '@tensorflow/tfjs';
+import type { ByteSource } from '../io.js';
+import { buildPreset } from './presets.js';
+import { loadLayersModelFrom, type SavedModel, WEIGHTS_FILE } from './saved-model.js';
+import { onnxTeacher, type Teacher, tfjsTeacher } from './teacher.js';
+
+/** Resolves `{ run: id }` teachers: the worker reads them from Postgres, the CLI from its folder. */
+export type RunModelLoader = (runId: string) => Promise<SavedModel>;
+
+async function readLayersModel(
+  uri: string,
+  src: ByteSource,
+  what: string,
+  code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE',
+) {
+  const json = await src.read(uri);
+  // Weight paths in model.json are relative to it, as tf.loadLayersModel resolves them.
+  return loadLayersModelFrom(json, (p) => src.read(new URL(p, uri).toString()), what, code);
+}
+
+export async function loadTeacher(
+  spec: TeacherSpec,
+  inputShape: number[],
+  src: ByteSource,
+  loadRun: RunModelLoader,
+): Promise<Teacher> {
+  try {
+    if ('run' in spec) {
+      const saved = await loadRun(spec.run);
+      const model = await loadLayersModelFrom(
+        saved.modelJson,
+        async (p) => {
+          if (p !== WEIGHTS_FILE)
+            throw new RetortError(
+              'RETORT_TEACHER_UNREADABLE',
+              `run ${spec.run}'s model names an unknown file ${p}`,
+            );
+          return saved.weights;
+        },
+        `the model of run ${spec.run}`,
+      );
+      return tfjsTeacher(model, inputShape);
+    }
+    if (spec.format === 'onnx')
+      return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`);
+    return tfjsTeacher(
+      await readLayersModel(spec.uri, src, `teacher ${spec.uri}`, 'RETORT_TEACHER_UNREADABLE'),
+      inputShape,
+    );
+  } catch (e) {
+    if (isRetortError(e) && e.code === 'RETORT_DATA_UNREADABLE')
+      throw new RetortError('RETORT_TEACHER_UNREADABLE', `teacher: ${e.message}`);
+    throw e;
+  }
+}
+
+export async function loadStudent(
+  spec: RunSpec,
+  inputShape: number[],
+  numClasses: number,
+  src: ByteSource,
+): Promise<tf.LayersModel> {
+  const s = spec.student;
+  if ('preset' in s) return buildPreset(s, inputShape, numClasses, spec.training.seed);
+  const model = await readLayersModel(s.uri, src, `student ${s.uri}`, 'RETORT_MODEL_INCOMPATIBLE');
+  const out = model.outputs[0]!.shape;
+  if (out[out.length - 1] !== numClasses) {
+    throw new RetortError(
+      'RETORT_MODEL_INCOMPATIBLE',
+      `the student outputs ${out[out.length - 1]} values per example; the task has ${numClasses} classes`,
+    );
+  }
+  const inShape = model.inputs[0]!.shape.slice(1);
+  if (inShape.join(',') !== inputShape.join(',')) {
+    throw new RetortError(
+      'RETORT_MODEL_INCOMPATIBLE',
+      `the student takes inputs of shape [${inShape.join(', ')}]; the data gives [${inputShape.join(', ')}] (set data.preprocess.shape)`,
+    );
+  }
+  return model;
+}
