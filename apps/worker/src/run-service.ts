@@ -147,7 +147,11 @@ export class RunService {
     const writeProgress = async (p: Progress) => {
       // The trainer counts epochs from 0; the API shows the epoch in progress counted from 1.
       const epoch = Math.min(p.epoch + 1, spec.training.epochs);
-      const { cancelRequested } = await updateProgress(db, runId, attempt, { epoch, step: p.step, totalSteps: p.totalSteps });
+      const { cancelRequested } = await updateProgress(db, runId, attempt, {
+        epoch,
+        step: p.step,
+        totalSteps: p.totalSteps,
+      });
       // The control channel is the fast path; this catches a cancel whose message was missed.
       if (cancelRequested) proc.cancel();
     };

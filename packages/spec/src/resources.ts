@@ -10,7 +10,8 @@ export const ModelSummarySchema = Type.Object({
   accuracy: Type.Number({ description: 'Top-1 accuracy on the validation set.' }),
   params: Type.Integer(),
   latencyMs: Type.Number({
-    description: 'Inference time per example in milliseconds: the median time of a batch of 256 validation examples, divided by 256.',
+    description:
+      'Inference time per example in milliseconds: the median time of a batch of 256 validation examples, divided by 256.',
   }),
   ece: Type.Number({ description: 'Expected calibration error (15 bins).' }),
   runtime: Type.String({

@@ -40,11 +40,17 @@ export async function summarize(input: SummarizeInput): Promise<RunSummary> {
   const studentLogits = await predictLogits(student, data.validation, data, numClasses);
   const batch = firstExamples(data, LATENCY_BATCH);
   const studentLatency =
-    (await medianLatencyMs(() => {
-      const y = tf.tidy(() => student.predict(tf.tensor(batch.x, [batch.n, ...data.inputShape])) as tf.Tensor);
-      y.dataSync();
-      y.dispose();
-    }, 20, 3)) / batch.n;
+    (await medianLatencyMs(
+      () => {
+        const y = tf.tidy(
+          () => student.predict(tf.tensor(batch.x, [batch.n, ...data.inputShape])) as tf.Tensor,
+        );
+        y.dataSync();
+        y.dispose();
+      },
+      20,
+      3,
+    )) / batch.n;
   const studentSummary: ModelSummary = {
     accuracy: accuracy(studentLogits, labels, numClasses),
     params: student.countParams(),

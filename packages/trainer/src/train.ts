@@ -59,13 +59,12 @@ function makeOptimizer(spec: RunSpec): tf.Optimizer {
  * augmentation an example's teacher logits never change, so epochs after the first pay only for
  * the student.
  */
-class TeacherCache {
+export class TeacherCache {
   private readonly logits: Float32Array;
   private readonly known: Uint8Array;
   constructor(
     private readonly teacher: Teacher,
     private readonly set: LabelledSet,
-    private readonly d: Datasets,
   ) {
     this.logits = new Float32Array(set.n * teacher.numClasses);
     this.known = new Uint8Array(set.n);
@@ -146,7 +145,7 @@ async function trainLoop(
   const stepsPerEpoch = Math.ceil(n / batchSize);
   const totalSteps = Math.min(spec.training.maxSteps ?? Infinity, epochs * stepsPerEpoch);
   const optimizer = makeOptimizer(spec);
-  const cache = teacher ? new TeacherCache(teacher, data.train, data) : undefined;
+  const cache = teacher ? new TeacherCache(teacher, data.train) : undefined;
   const losses = spec.distillation.losses;
   const ckptEvery = spec.training.checkpointEvery;
 

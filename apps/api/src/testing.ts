@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import { bootstrapAdmin, createDb, type Db, migrate } from '@retort/db';
+import { freshDatabase, freshQueuePrefix } from '@retort/devstack';
+import { createRedis, RunProducer } from '@retort/queue';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { buildApp } from './app.js';
+import type { ApiConfig } from './env.js';
+
+export interface TestApi {
+  app: FastifyInstance;
+  db: Db;
+  redis: Redis;
+  producer: RunProducer;
+  adminKey: string;
+  teamId: string;
+  prefix: string;
+  auth: { authorization: string };
+  close(): Promise<void>;
+}
+
+/** The API on a fresh database and its own Redis key prefix, for `app.inject()` tests. */
+export async function testApi(
+  serverUrl: string,
+  redisUrl: string,
+  label: string,
+  config: Partial<ApiConfig> = {},
+): Promise<TestApi> {
+  const url = await freshDatabase(serverUrl, label);
+  await migrate(url);
+  const db = createDb(url, { max: 5 });
+  const redis = createRedis(redisUrl);
+  const prefix = freshQueuePrefix(label);
+  const producer = new RunProducer(redis, prefix);
+  const adminKey = `rk_test_${randomBytes(12).toString('hex')}`;
+  const { teamId } = await bootstrapAdmin(db, adminKey);
+  const app = await buildApp({
+    db,
+    redis,
+    producer,
+    config: {
+      adminKey,
+      queuePrefix: prefix,
+      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [] },
+      submitChecksUris: true,
+      bodyLimit: 1 << 20,
+      workerStaleMs: 30_000,
+      ...config,
+    },
+  });
+  return {
+    app,
+    db,
+    redis,
+    producer,
+    adminKey,
+    teamId,
+    prefix,
+    auth: { authorization: `Bearer ${adminKey}` },
+    close: async () => {
+      await app.close();
+      await producer.close();
+      redis.disconnect();
+      await db.close();
+    },
+  };
+}

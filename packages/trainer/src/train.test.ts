@@ -1,0 +1,267 @@
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { isRetortError, parseSpec, type RunSpec } from '@retort/spec';
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type BackendInfo, initBackend } from './backend.js';
+import { policyByteSource } from './io.js';
+import type { Teacher } from './models/teacher.js';
+import { type MetricPoint, TeacherCache, type TrainerHooks, type TrainOutcome, train } from './train.js';
+
+const F = 'file:///usr/share/datasets/fashion-mnist';
+const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+const source = policyByteSource({ dataRoots: ['/usr/share/datasets', FIXTURES], allowedHosts: [] });
+
+function smallSpec(overrides: Record<string, unknown> = {}): RunSpec {
+  return parseSpec({
+    kind: 'train',
+    student: { preset: 'mlp', hidden: [32] },
+    data: {
+      train: {
+        format: 'idx',
+        images: `${F}/train-images-idx3-ubyte.gz`,
+        labels: `${F}/train-labels-idx1-ubyte.gz`,
+        limit: 1000,
+      },
+      validation: {
+        format: 'idx',
+        images: `${F}/t10k-images-idx3-ubyte.gz`,
+        labels: `${F}/t10k-labels-idx1-ubyte.gz`,
+        limit: 500,
+      },
+    },
+    training: { epochs: 3, batchSize: 64, seed: 7, checkpointEvery: { steps: 10 } },
+    ...overrides,
+  });
+}
+
+interface Recorded {
+  metrics: MetricPoint[];
+  checkpoints: number[];
+  /** Live tensors each time validation figures arrive (the end of an epoch). */
+  tensorsAtEpochEnd: number[];
+}
+
+async function run(
+  spec: RunSpec,
+  backend: BackendInfo,
+  stopAtStep?: number,
+): Promise<{ outcome: TrainOutcome; rec: Recorded }> {
+  const rec: Recorded = { metrics: [], checkpoints: [], tensorsAtEpochEnd: [] };
+  let step = 0;
+  const hooks: TrainerHooks = {
+    source,
+    loadRunModel: async () => {
+      throw new Error('no runs here');
+    },
+    onMetrics: (points) => {
+      rec.metrics.push(...points);
+      if (points.some((p) => p.name === 'val_accuracy')) rec.tensorsAtEpochEnd.push(tf.memory().numTensors);
+    },
+    onProgress: (p) => {
+      step = p.step;
+    },
+    onCheckpoint: async (c) => {
+      rec.checkpoints.push(c.position.step);
+    },
+    shouldStop: () => (stopAtStep !== undefined && step >= stopAtStep ? 'cancel' : null),
+    log: () => {},
+  };
+  return { outcome: await train(spec, hooks, backend), rec };
+}
+
+const series = (rec: Recorded, name: string) =>
+  rec.metrics.filter((m) => m.name === name).map((m) => m.value);
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('train', () => {
+  let backend: BackendInfo;
+  beforeAll(async () => {
+    backend = await initBackend('wasm');
+  });
+
+  it('trains an MLP on Fashion-MNIST, logging every step and each epoch, with flat memory', async () => {
+    const before = tf.memory().numTensors;
+    const { outcome, rec } = await run(smallSpec(), backend);
+    expect(outcome.status).toBe('succeeded');
+    if (outcome.status !== 'succeeded') return;
+    // 1000 examples in batches of 64 → 16 steps an epoch, 48 in all; a loss point at every one.
+    expect(series(rec, 'loss')).toHaveLength(48);
+    expect(series(rec, 'loss_ce')).toHaveLength(48);
+    expect(series(rec, 'val_accuracy')).toHaveLength(3);
+    expect(rec.metrics.filter((m) => m.name === 'loss').map((m) => m.step)).toEqual(
+      [...Array(48).keys()].map((i) => i + 1),
+    );
+    const loss = series(rec, 'loss');
+    expect(loss.slice(-5).reduce((a, b) => a + b) / 5).toBeLessThan(
+      loss.slice(0, 5).reduce((a, b) => a + b) / 5,
+    );
+    expect(outcome.summary.student.accuracy).toBeGreaterThan(0.6);
+    expect(outcome.summary.student.accuracy).toBeCloseTo(series(rec, 'val_accuracy').at(-1)!, 10);
+    expect(outcome.summary.student.params).toBe(784 * 32 + 32 + 32 * 10 + 10);
+    expect(outcome.summary).toMatchObject({
+      steps: 48,
+      epochs: 3,
+      trainExamples: 1000,
+      validationExamples: 500,
+      backend: 'wasm',
+    });
+    expect(rec.checkpoints).toEqual([10, 20, 30, 40]);
+    // Memory stays flat from epoch to epoch, and nothing is left behind.
+    expect(new Set(rec.tensorsAtEpochEnd).size).toBe(1);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(JSON.parse(new TextDecoder().decode(outcome.student.modelJson)).weightsManifest[0].paths).toEqual([
+      'weights.bin',
+    ]);
+  });
+
+  it('is deterministic: the same seed gives byte-identical weights, another seed does not', async () => {
+    const spec = smallSpec({
+      training: { epochs: 1, batchSize: 64, seed: 11 },
+      student: { preset: 'mlp', hidden: [16], dropout: 0.3 },
+    });
+    const a = await run(spec, backend);
+    const b = await run(spec, backend);
+    const c = await run({ ...spec, training: { ...spec.training, seed: 12 } }, backend);
+    if (
+      a.outcome.status !== 'succeeded' ||
+      b.outcome.status !== 'succeeded' ||
+      c.outcome.status !== 'succeeded'
+    )
+      throw new Error('failed');
+    expect(sha(a.outcome.student.weights)).toBe(sha(b.outcome.student.weights));
+    expect(series(a.rec, 'loss')).toEqual(series(b.rec, 'loss'));
+    expect(sha(a.outcome.student.weights)).not.toBe(sha(c.outcome.student.weights));
+  });
+
+  it('trains a cnn student on the wasm backend', async () => {
+    const spec = smallSpec({
+      student: { preset: 'cnn', filters: [4, 8], dense: [16] },
+      data: {
+        train: {
+          format: 'idx',
+          images: `${F}/train-images-idx3-ubyte.gz`,
+          labels: `${F}/train-labels-idx1-ubyte.gz`,
+          limit: 512,
+        },
+        validation: {
+          format: 'idx',
+          images: `${F}/t10k-images-idx3-ubyte.gz`,
+          labels: `${F}/t10k-labels-idx1-ubyte.gz`,
+          limit: 200,
+        },
+      },
+      training: { epochs: 3, batchSize: 32, seed: 3, optimizer: { type: 'adam', learningRate: 0.003 } },
+    });
+    const { outcome, rec } = await run(spec, backend);
+    expect(outcome.status).toBe('succeeded');
+    if (outcome.status !== 'succeeded') return;
+    const loss = series(rec, 'loss');
+    expect(loss.slice(-5).reduce((a, b) => a + b) / 5).toBeLessThan(
+      0.7 * (loss.slice(0, 5).reduce((a, b) => a + b) / 5),
+    );
+    expect(outcome.summary.student.accuracy).toBeGreaterThan(0.5);
+    const topology = JSON.parse(new TextDecoder().decode(outcome.student.modelJson)).modelTopology;
+    expect(JSON.stringify(topology)).toContain('Conv2D');
+  });
+
+  it('distils from an ONNX teacher: the student learns to agree with it', async () => {
+    const spec = smallSpec({
+      kind: 'distill',
+      teacher: { uri: `file://${FIXTURES}fmnist-mlp-teacher.onnx`, format: 'onnx' },
+      student: { preset: 'mlp', hidden: [16] },
+      distillation: { losses: [{ type: 'kd', weight: 1, temperature: 4 }] },
+      training: { epochs: 4, batchSize: 64, seed: 5, optimizer: { type: 'adam', learningRate: 0.004 } },
+    });
+    const { outcome, rec } = await run(spec, backend);
+    expect(outcome.status).toBe('succeeded');
+    if (outcome.status !== 'succeeded') return;
+    const s = outcome.summary;
+    expect(s.teacher?.runtime).toBe('onnxruntime-cpu');
+    expect(s.teacher?.params).toBe(50890);
+    expect(s.agreement).toBeGreaterThan(0.7);
+    expect(s.accuracyRetention).toBeCloseTo(s.student.accuracy / s.teacher!.accuracy, 10);
+    expect(s.compression).toBeCloseTo(50890 / s.student.params, 10);
+    expect(series(rec, 'val_agreement')).toHaveLength(4);
+    expect(series(rec, 'loss_kd')).toHaveLength(64);
+  });
+
+  it('stops at the next step when asked, and says where', async () => {
+    const { outcome, rec } = await run(smallSpec(), backend, 5);
+    expect(outcome).toEqual({ status: 'canceled', position: { step: 5, epoch: 0, batchInEpoch: 5 } });
+    expect(series(rec, 'loss')).toHaveLength(5);
+  });
+
+  it('fails with a code and an actionable message on a bad teacher or mismatched data', async () => {
+    const badTeacher = smallSpec({
+      kind: 'distill',
+      teacher: { uri: `${F}/t10k-labels-idx1-ubyte.gz`, format: 'onnx' },
+    });
+    const e1 = await run(badTeacher, backend).catch((e: unknown) => e);
+    expect(isRetortError(e1) && e1.code).toBe('RETORT_TEACHER_UNREADABLE');
+
+    const badShape = smallSpec({
+      data: {
+        train: {
+          format: 'idx',
+          images: `${F}/train-images-idx3-ubyte.gz`,
+          labels: `${F}/train-labels-idx1-ubyte.gz`,
+          limit: 100,
+        },
+        preprocess: { shape: [32, 32, 1] },
+      },
+    });
+    const e2 = await run(badShape, backend).catch((e: unknown) => e);
+    expect(isRetortError(e2) && e2.code).toBe('RETORT_DATA_INVALID');
+    expect((e2 as Error).message).toMatch(/\[32, 32, 1\] holds 1024 values but each example has 784/);
+
+    const mismatch = smallSpec({
+      data: {
+        train: {
+          format: 'idx',
+          images: `${F}/train-images-idx3-ubyte.gz`,
+          labels: `${F}/t10k-labels-idx1-ubyte.gz`,
+        },
+      },
+    });
+    const e3 = await run(mismatch, backend).catch((e: unknown) => e);
+    expect((e3 as Error).message).toMatch(/60000 images but 10000 labels/);
+  });
+});
+
+describe('TeacherCache', () => {
+  it('asks the teacher about each training example once, however many epochs read it', async () => {
+    let asked = 0;
+    const teacher: Teacher = {
+      runtime: 'test',
+      params: 0,
+      numClasses: 2,
+      async logits(x, n) {
+        asked += n;
+        // A deterministic function of the input, so cached rows can be checked.
+        const out = new Float32Array(n * 2);
+        for (let i = 0; i < n; i++) out[i * 2] = x[i * 3]!;
+        return out;
+      },
+      dispose() {},
+    };
+    const set = {
+      x: new Float32Array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]),
+      y: new Int32Array(4),
+      n: 4,
+      features: 3,
+    };
+    const cache = new TeacherCache(teacher, set);
+    const batch = (idx: number[]) => {
+      const x = new Float32Array(idx.length * 3);
+      for (const [i, j] of idx.entries()) x.set(set.x.subarray(j * 3, j * 3 + 3), i * 3);
+      return cache.batch(Int32Array.from(idx), x);
+    };
+    expect(Array.from(await batch([2, 0]))).toEqual([2, 0, 0, 0]);
+    expect(Array.from(await batch([1, 3]))).toEqual([1, 0, 3, 0]);
+    expect(asked).toBe(4);
+    expect(Array.from(await batch([3, 2, 1, 0]))).toEqual([3, 0, 2, 0, 1, 0, 0, 0]);
+    expect(Array.from(await batch([0, 1, 2]))).toEqual([0, 0, 1, 0, 2, 0]);
+    expect(asked).toBe(4);
+  });
+});
