@@ -4,7 +4,7 @@ import { createRedis, createRunWorker, subscribeControl } from '@retort/queue';
 import { pino } from 'pino';
 import { loadEnv, type WorkerEnv } from './env.js';
 import { RetryableRunError, RunService } from './run-service.js';
-import { probeBackend } from './training-process.js';
+import { WarmProcesses } from './training-process.js';
 
 let env: WorkerEnv;
 try {
@@ -18,8 +18,9 @@ const log = pino({ name: 'retort-worker', level: env.LOG_LEVEL });
 const db = createDb(env.DATABASE_URL, { max: 4, applicationName: `retort-worker ${env.workerId}` });
 const redis = createRedis(env.REDIS_URL, `retort-worker-control ${env.workerId}`);
 
-// Which backend the training processes get: learned once, from a process that starts one.
-const backend = await probeBackend(env.RETORT_BACKEND);
+// Which backend the training processes get is learned from the first spare process, started now.
+const processes = new WarmProcesses(env.RETORT_BACKEND);
+const backend = await processes.prewarm();
 log.info({ backend: backend.name, device: backend.device, skipped: backend.skipped }, 'compute backend');
 await registerWorker(db, {
   id: env.workerId,
@@ -36,6 +37,7 @@ const service = new RunService({
   worker: { id: env.workerId, backend: backend.name, device: backend.device },
   policy: { dataRoots: env.dataRoots, allowedHosts: env.allowedHosts },
   backend: env.RETORT_BACKEND,
+  processes,
   metricsFlushMs: env.RETORT_METRICS_FLUSH_MS,
 });
 
@@ -70,6 +72,7 @@ async function shutdown(signal: string) {
   );
   clearInterval(beat);
   service.stop();
+  processes.dispose();
   await worker.close().catch(() => {});
   await unsubscribe();
   await markWorkerStopped(db, env.workerId).catch(() => {});

@@ -4,7 +4,8 @@ import type { BackendName, MetricPoint, Progress, SavedModel, TrainingPosition }
 /** Messages between the worker and its training process (Node IPC, structured clone). */
 
 export type ToChild =
-  | { type: 'probe'; backend?: BackendName | undefined }
+  /** Load TensorFlow and start the backend now, then wait for `start` (a warm spare process). */
+  | { type: 'warm'; backend?: BackendName | undefined }
   | {
       type: 'start';
       spec: RunSpec;

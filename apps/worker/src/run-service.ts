@@ -16,7 +16,7 @@ import type { BackendName, Progress, SavedModel } from '@retort/trainer';
 import type { Logger } from 'pino';
 import { MetricWriter } from './metric-writer.js';
 import type { FromChild } from './protocol.js';
-import { TrainingProcess, type TrainingResult } from './training-process.js';
+import type { TrainingProcess, TrainingResult, WarmProcesses } from './training-process.js';
 
 export interface RunServiceOptions {
   db: Db;
@@ -24,6 +24,8 @@ export interface RunServiceOptions {
   worker: { id: string; backend: string; device: string };
   policy: { dataRoots: string[]; allowedHosts: string[] };
   backend?: BackendName | undefined;
+  /** Where training processes come from (a warm spare when there is one). */
+  processes: WarmProcesses;
   metricsFlushMs: number;
   /** How many checkpoints of a run to keep (the newest). */
   keepCheckpoints?: number;
@@ -103,6 +105,11 @@ export class RunService {
       throw e;
     } finally {
       this.current = undefined;
+      // Ready the next run's process now that this one no longer needs the CPU.
+      if (!this.stopping)
+        this.o.processes
+          .prewarm()
+          .catch((e) => log.warn({ err: String(e) }, 'could not start a spare training process'));
     }
   }
 
@@ -185,7 +192,7 @@ export class RunService {
           break;
       }
     };
-    const proc = new TrainingProcess(onMessage);
+    const proc = await this.o.processes.take(onMessage);
     this.current = { runId, attempt, proc };
     proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModel });
     const result = await proc.result;

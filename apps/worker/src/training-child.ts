@@ -11,12 +11,17 @@ import type { FromChild, ToChild } from './protocol.js';
 const send = (m: FromChild) =>
   new Promise<void>((resolve, reject) => process.send!(m, undefined, {}, (e) => (e ? reject(e) : resolve())));
 
+const PROGRESS_EVERY_MS = 200;
+let lastProgress = -Infinity;
 let canceled = false;
 let nextCheckpoint = 1;
 const checkpointAcks = new Map<number, (error?: string) => void>();
 
+let backendReady: ReturnType<typeof initBackend> | undefined;
+
 async function chooseBackend(prefer: BackendName | undefined) {
-  const b = await initBackend(prefer);
+  backendReady ??= initBackend(prefer);
+  const b = await backendReady;
   await send({ type: 'backend', name: b.name, device: b.device, skipped: b.skipped });
   return b;
 }
@@ -33,7 +38,14 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
         return teacherModel;
       },
       onMetrics: (points) => void send({ type: 'metrics', points }),
-      onProgress: (progress) => void send({ type: 'progress', progress }),
+      onProgress: (progress) => {
+        // The worker writes progress once a second; a few messages a second are plenty.
+        const now = performance.now();
+        if (now - lastProgress >= PROGRESS_EVERY_MS || progress.step === progress.totalSteps) {
+          lastProgress = now;
+          void send({ type: 'progress', progress });
+        }
+      },
       onCheckpoint: async (c) => {
         const id = nextCheckpoint++;
         const stored = new Promise<string | undefined>((resolve) => checkpointAcks.set(id, resolve));
@@ -53,11 +65,8 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
 
 process.on('message', (m: ToChild) => {
   switch (m.type) {
-    case 'probe':
-      chooseBackend(m.backend).then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+    case 'warm':
+      chooseBackend(m.backend).catch(() => process.exit(1));
       break;
     case 'start':
       run(m).then(

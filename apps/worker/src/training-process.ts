@@ -10,13 +10,18 @@ export type TrainingResult =
   | Extract<FromChild, { type: 'succeeded' | 'canceled' | 'failed' }>
   | { type: 'crashed'; error: RunError };
 
+export type BackendReport = { name: BackendName; device: string; skipped: string[] };
+
 /** The worker's handle on one training process. */
 export class TrainingProcess {
   readonly result: Promise<TrainingResult>;
+  /** Where messages other than the final one go; set by whoever runs a training in this process. */
+  onMessage: (m: FromChild) => void;
   private readonly child: ChildProcess;
   private final: TrainingResult | undefined;
 
-  constructor(onMessage: (m: FromChild) => void) {
+  constructor(onMessage: (m: FromChild) => void = () => {}) {
+    this.onMessage = onMessage;
     this.child = fork(CHILD, [], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -24,8 +29,9 @@ export class TrainingProcess {
     this.result = new Promise((resolve) => {
       this.child.on('message', (m: FromChild) => {
         if (m.type === 'succeeded' || m.type === 'canceled' || m.type === 'failed') this.final = m;
-        else onMessage(m);
+        else this.onMessage(m);
       });
+      // 'close' comes after the process has exited and its IPC channel has delivered everything.
       this.child.on('close', (code, signal) => {
         resolve(
           this.final ?? {
@@ -58,16 +64,53 @@ export class TrainingProcess {
   }
 }
 
-/** Starts a training process only to learn which backend it picks; it exits right after. */
-export async function probeBackend(
-  prefer?: BackendName,
-): Promise<{ name: BackendName; device: string; skipped: string[] }> {
-  let found: { name: BackendName; device: string; skipped: string[] } | undefined;
-  const p = new TrainingProcess((m) => {
-    if (m.type === 'backend') found = { name: m.name, device: m.device, skipped: m.skipped };
-  });
-  p.send({ type: 'probe', backend: prefer });
-  await p.result;
-  if (!found) throw new Error('the training process could not start a compute backend');
-  return found;
+/**
+ * Keeps one training process warm: TensorFlow loaded and its backend started, waiting for a run.
+ * Starting one costs over a second of loading, which a run would otherwise pay before its first
+ * step. A spare is made when the worker starts and after each run (not during one, where it would
+ * take CPU from the training).
+ */
+export class WarmProcesses {
+  private spare: Promise<{ proc: TrainingProcess; backend: BackendReport }> | undefined;
+
+  constructor(private readonly prefer: BackendName | undefined) {}
+
+  /** Makes a spare if there is none; resolves with the backend it started. */
+  async prewarm(): Promise<BackendReport> {
+    if (!this.spare) {
+      const spare = new Promise<{ proc: TrainingProcess; backend: BackendReport }>((resolve, reject) => {
+        const proc = new TrainingProcess((m) => {
+          if (m.type === 'backend')
+            resolve({ proc, backend: { name: m.name, device: m.device, skipped: m.skipped } });
+        });
+        proc.send({ type: 'warm', backend: this.prefer });
+        void proc.result.then(() =>
+          reject(new Error('the training process could not start a compute backend')),
+        );
+      });
+      this.spare = spare;
+      spare.catch(() => {
+        if (this.spare === spare) this.spare = undefined;
+      });
+    }
+    return (await this.spare).backend;
+  }
+
+  /** The spare process (or a new one), for a run; its messages go to `onMessage`. */
+  async take(onMessage: (m: FromChild) => void): Promise<TrainingProcess> {
+    if (!this.spare) void this.prewarm().catch(() => {});
+    const spare = this.spare!;
+    this.spare = undefined;
+    const { proc } = await spare;
+    proc.onMessage = onMessage;
+    return proc;
+  }
+
+  dispose(): void {
+    void this.spare?.then(
+      ({ proc }) => proc.kill(),
+      () => {},
+    );
+    this.spare = undefined;
+  }
 }

@@ -4,3 +4,5 @@ export { parseIdx } from './data/idx.js';
 export { type ByteSource, policyByteSource } from './io.js';
 export { loadLayersModelFrom, type SavedModel, saveModel, WEIGHTS_FILE } from './models/saved-model.js';
 export { type MetricPoint, type Progress, type TrainerHooks, type TrainOutcome, train } from './train.js';
+export { installWasmConvGradients } from './wasm/conv-gradients.js';
+export { installWasmTransposedMatMul } from './wasm/transposed-matmul.js';

@@ -123,15 +123,15 @@ function makeConv2DBackpropInput(original: tf.KernelFunc) {
   };
 }
 
-let installed = false;
+let stockInput: tf.KernelConfig | undefined;
 
 /**
  * Registers Conv2DBackpropFilter and replaces Conv2DBackpropInput for wasm. Must run after
  * `tf.setBackend('wasm')` so the original input-gradient kernel has been set up (it stays the
- * fallback for paddings the composition does not cover).
+ * fallback for paddings the composition does not cover). `enabled: false` puts the stock
+ * Conv2DBackpropInput back (benchmarks compare the two); the filter gradient has no stock kernel.
  */
-export function installWasmConvGradients(): void {
-  if (installed) return;
+export function installWasmConvGradients(enabled = true): void {
   if (!tf.getKernel('Conv2DBackpropFilter', 'wasm')) {
     tf.registerKernel({
       kernelName: 'Conv2DBackpropFilter',
@@ -139,14 +139,16 @@ export function installWasmConvGradients(): void {
       kernelFunc: conv2DBackpropFilter as tf.KernelFunc,
     });
   }
-  const original = tf.getKernel('Conv2DBackpropInput', 'wasm');
-  if (original) {
-    tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-    tf.registerKernel({
-      kernelName: 'Conv2DBackpropInput',
-      backendName: 'wasm',
-      kernelFunc: makeConv2DBackpropInput(original.kernelFunc) as tf.KernelFunc,
-    });
-  }
-  installed = true;
+  stockInput ??= tf.getKernel('Conv2DBackpropInput', 'wasm');
+  if (!stockInput) return;
+  tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+  tf.registerKernel(
+    enabled
+      ? {
+          kernelName: 'Conv2DBackpropInput',
+          backendName: 'wasm',
+          kernelFunc: makeConv2DBackpropInput(stockInput.kernelFunc) as tf.KernelFunc,
+        }
+      : stockInput,
+  );
 }

@@ -10,21 +10,28 @@ import * as tf from '@tensorflow/tfjs';
 
 type Backend = tf.KernelBackend & { disposeData(dataId: tf.DataId, force?: boolean): boolean };
 
-let installed = false;
-
 function swapLastTwo(rank: number): number[] {
   const perm = [...Array(rank).keys()];
   [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1]!, perm[rank - 2]!];
   return perm;
 }
 
-/** Must run after `tf.setBackend('wasm')`, so the original kernel has been set up. */
-export function installWasmTransposedMatMul(): void {
-  if (installed) return;
-  const original = tf.getKernel('BatchMatMul', 'wasm');
+let stock: tf.KernelConfig | undefined;
+
+/**
+ * Must run after `tf.setBackend('wasm')`, so the original kernel has been set up.
+ * `enabled: false` puts the stock kernel back (benchmarks compare the two).
+ */
+export function installWasmTransposedMatMul(enabled = true): void {
+  stock ??= tf.getKernel('BatchMatMul', 'wasm');
   const transpose = tf.getKernel('Transpose', 'wasm');
-  if (!original || !transpose) return;
+  if (!stock || !transpose) return;
+  const original = stock;
   tf.unregisterKernel('BatchMatMul', 'wasm');
+  if (!enabled) {
+    tf.registerKernel(original);
+    return;
+  }
   tf.registerKernel({
     kernelName: 'BatchMatMul',
     backendName: 'wasm',
@@ -53,5 +60,4 @@ export function installWasmTransposedMatMul(): void {
       }
     },
   });
-  installed = true;
 }
