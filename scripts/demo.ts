@@ -80,7 +80,7 @@ function sideBySide(teacher: Run, student: Run): string {
     ['latency per example (ms)', d(t.student.latencyMs, 5), d(s.student.latencyMs, 5)],
     ['training time (s)', d(t.trainSeconds, 1), d(s.trainSeconds, 1)],
     ['training samples/s', n(Math.round(t.samplesPerSecond)), n(Math.round(s.samplesPerSecond))],
-    ['backend', `${teacher.backend} (${teacher.device})`, `${student.backend} (${student.device})`],
+    ['backend', `${teacher.backend}, ${teacher.device}`, `${student.backend}, ${student.device}`],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -181,6 +182,20 @@ describe('Retort end to end (API and worker processes)', () => {
     expect(done.attempt).toBe(1);
     expect(done.error?.code).toBe('RETORT_TEACHER_UNREADABLE');
     expect(done.error?.message).toMatch(/not-a-model.onnx is not a model ONNX Runtime can load/);
+  });
+
+  it('lets a pipeline gate on a run with the CLI: exit 0 when it passes, 3 when it does not', async () => {
+    const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
+    const env = { ...process.env, RETORT_URL: stack.baseUrl, RETORT_API_KEY: stack.adminKey };
+    const gate = (min: string) =>
+      spawnSync(process.execPath, [cli, 'wait', teacher.id, '--min-accuracy', min], {
+        env,
+        encoding: 'utf8',
+      });
+    expect(gate('0.1').status).toBe(0);
+    const failed = gate('0.999');
+    expect(failed.status).toBe(3);
+    expect(failed.stderr).toMatch(/gate failed: accuracy 0\.\d+ < 0\.999/);
   });
 
   it('lists the worker with its backend', async () => {

@@ -39,7 +39,7 @@ async function tryWasm(skipped: string[]): Promise<BackendInfo | null> {
     if (await tf.setBackend('wasm')) {
       installWasmTransposedMatMul();
       installWasmConvGradients();
-      return { name: 'wasm', device: 'cpu (wasm)', skipped };
+      return { name: 'wasm', device: 'cpu (wasm SIMD, 1 thread)', skipped };
     }
     skipped.push('wasm: backend did not start');
   } catch (e) {
@@ -65,5 +65,5 @@ export async function initBackend(prefer?: BackendName): Promise<BackendInfo> {
     if (prefer) throw new Error(`backend wasm is not available: ${skipped.join('; ')}`);
   }
   await tf.setBackend('cpu');
-  return { name: 'cpu', device: 'cpu (javascript)', skipped };
+  return { name: 'cpu', device: 'cpu (plain JavaScript)', skipped };
 }

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isRetortError, parseSpec, type RunSpec } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BackendInfo, initBackend } from './backend.js';
-import { policyByteSource } from './io.js';
+import { type ByteSource, policyByteSource } from './io.js';
+import { type SavedModel, saveModel } from './models/saved-model.js';
 import type { Teacher } from './models/teacher.js';
 import { type MetricPoint, TeacherCache, type TrainerHooks, type TrainOutcome, train } from './train.js';
 
@@ -46,11 +50,12 @@ async function run(
   spec: RunSpec,
   backend: BackendInfo,
   stopAtStep?: number,
+  src: ByteSource = source,
 ): Promise<{ outcome: TrainOutcome; rec: Recorded }> {
   const rec: Recorded = { metrics: [], checkpoints: [], tensorsAtEpochEnd: [] };
   let step = 0;
   const hooks: TrainerHooks = {
-    source,
+    source: src,
     loadRunModel: async () => {
       throw new Error('no runs here');
     },
@@ -184,6 +189,56 @@ describe('train', () => {
     expect(s.compression).toBeCloseTo(50890 / s.student.params, 10);
     expect(series(rec, 'val_agreement')).toHaveLength(4);
     expect(series(rec, 'loss_kd')).toHaveLength(64);
+  });
+
+  it('loads a tfjs-layers teacher and a custom tfjs-layers student from files, holding out a validation split', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'retort-models-'));
+    const write = (name: string, m: SavedModel) => {
+      mkdirSync(path.join(dir, name));
+      writeFileSync(path.join(dir, name, 'model.json'), m.modelJson);
+      writeFileSync(path.join(dir, name, 'weights.bin'), m.weights);
+    };
+    // A teacher trained here and written in TensorFlow.js format, as a user would bring one.
+    const trained = await run(smallSpec({ training: { epochs: 2, batchSize: 64, seed: 1 } }), backend);
+    if (trained.outcome.status !== 'succeeded') throw new Error('teacher failed');
+    write('teacher', trained.outcome.student);
+    // A custom student topology with its starting weights.
+    const custom = tf.sequential({
+      layers: [
+        tf.layers.flatten({ inputShape: [28, 28, 1] }),
+        tf.layers.dense({ units: 20, activation: 'tanh' }),
+        tf.layers.dense({ units: 10 }),
+      ],
+    });
+    write('student', await saveModel(custom));
+    custom.dispose();
+
+    const spec = smallSpec({
+      kind: 'distill',
+      teacher: { uri: `file://${dir}/teacher/model.json`, format: 'tfjs-layers' },
+      student: { uri: `file://${dir}/student/model.json`, format: 'tfjs-layers' },
+      data: {
+        train: {
+          format: 'idx',
+          images: `${F}/train-images-idx3-ubyte.gz`,
+          labels: `${F}/train-labels-idx1-ubyte.gz`,
+          limit: 500,
+        },
+        validation: { split: 0.2 },
+      },
+      training: { epochs: 2, batchSize: 50, seed: 2 },
+    });
+    const src = policyByteSource({ dataRoots: ['/usr/share/datasets', dir], allowedHosts: [] });
+    const { outcome } = await run(spec, backend, undefined, src);
+    expect(outcome.status).toBe('succeeded');
+    if (outcome.status !== 'succeeded') return;
+    expect(outcome.summary).toMatchObject({ trainExamples: 400, validationExamples: 100, steps: 16 });
+    expect(outcome.summary.teacher).toMatchObject({
+      runtime: 'tfjs-wasm',
+      params: 784 * 32 + 32 + 32 * 10 + 10,
+    });
+    expect(outcome.summary.student.params).toBe(784 * 20 + 20 + 20 * 10 + 10);
+    expect(new TextDecoder().decode(outcome.student.modelJson)).toContain('"activation":"tanh"');
   });
 
   it('stops at the next step when asked, and says where', async () => {

@@ -92,8 +92,7 @@ export async function onnxTeacher(bytes: Uint8Array, inputShape: number[], what:
     );
   }
   const meta = session.inputMetadata[0];
-  if (!meta || !meta.isTensor)
-    throw new RetortError('RETORT_TEACHER_UNREADABLE', `${what} has no tensor input`);
+  if (!meta?.isTensor) throw new RetortError('RETORT_TEACHER_UNREADABLE', `${what} has no tensor input`);
   const dims = meta.shape.map((d) => (typeof d === 'number' && d > 0 ? d : -1));
   const perExample = dims.slice(1);
   const features = product(inputShape);
