@@ -151,6 +151,7 @@ export class RunService {
     });
     let lastProgressWrite = 0;
     let latest: Progress | undefined;
+    let progressWrites: Promise<void> = Promise.resolve();
     const writeProgress = async (p: Progress) => {
       // The trainer counts epochs from 0; the API shows the epoch in progress counted from 1.
       const epoch = Math.min(p.epoch + 1, spec.training.epochs);
@@ -178,7 +179,8 @@ export class RunService {
           latest = m.progress;
           if (Date.now() - lastProgressWrite >= PROGRESS_WRITE_MS) {
             lastProgressWrite = Date.now();
-            writeProgress(m.progress).catch(onWriteError);
+            // One write at a time, in order: a slow write must not land after a newer one.
+            progressWrites = progressWrites.then(() => writeProgress(m.progress)).catch(onWriteError);
           }
           break;
         case 'checkpoint':
@@ -200,6 +202,9 @@ export class RunService {
     if (fenced) throw fenced;
     await metrics.drain();
     if (metrics.fenced) throw metrics.fenced;
+    // Progress messages are throttled; a canceled run's last position comes with its result.
+    if (result.type === 'canceled' && latest) latest = { ...latest, ...result.position };
+    await progressWrites;
     if (latest) await writeProgress(latest);
     return result;
   }
