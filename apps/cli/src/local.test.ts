@@ -1,24 +1,11 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fashionMnistData } from '@retort/devstack';
 import { describe, expect, it } from 'vitest';
 import { runLocal } from './local.js';
 
-const F = 'file:///usr/share/datasets/fashion-mnist';
-const data = {
-  train: {
-    format: 'idx',
-    images: `${F}/train-images-idx3-ubyte.gz`,
-    labels: `${F}/train-labels-idx1-ubyte.gz`,
-    limit: 300,
-  },
-  validation: {
-    format: 'idx',
-    images: `${F}/t10k-images-idx3-ubyte.gz`,
-    labels: `${F}/t10k-labels-idx1-ubyte.gz`,
-    limit: 100,
-  },
-};
+const data = fashionMnistData(300, 100);
 
 describe('retort local', () => {
   it('trains a teacher and distils it with no services, writing everything to a folder', async () => {

@@ -6,7 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { RetortClient, type Run } from '@retort/client';
 import { migrate } from '@retort/db';
-import { freshDatabase, freshQueuePrefix, type RetortStack, startRetort } from '@retort/devstack';
+import {
+  fashionMnistData,
+  freshDatabase,
+  freshQueuePrefix,
+  type RetortStack,
+  startRetort,
+} from '@retort/devstack';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -15,22 +21,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
  * Postgres and Redis, real Fashion-MNIST, driven over HTTP with the client a user would use.
  */
 
-const F = 'file:///usr/share/datasets/fashion-mnist';
 const FIXTURES = fileURLToPath(new URL('../../../packages/trainer/fixtures/', import.meta.url));
-const data = (trainLimit: number, valLimit: number) => ({
-  train: {
-    format: 'idx',
-    images: `${F}/train-images-idx3-ubyte.gz`,
-    labels: `${F}/train-labels-idx1-ubyte.gz`,
-    limit: trainLimit,
-  },
-  validation: {
-    format: 'idx',
-    images: `${F}/t10k-images-idx3-ubyte.gz`,
-    labels: `${F}/t10k-labels-idx1-ubyte.gz`,
-    limit: valLimit,
-  },
-});
+const data = fashionMnistData;
 
 function validationSet(n: number) {
   const images = gunzipSync(readFileSync('/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'));

@@ -9,4 +9,4 @@ export {
   type Services,
   STACK_PACKAGES,
 } from './services.js';
-export { freshDatabase, freshQueuePrefix } from './testing.js';
+export { fashionMnistData, freshDatabase, freshQueuePrefix } from './testing.js';

@@ -17,3 +17,23 @@ export function freshQueuePrefix(label: string): string {
     .toLowerCase()
     .slice(0, 30)}-${randomBytes(3).toString('hex')}`;
 }
+
+const FMNIST = 'file:///usr/share/datasets/fashion-mnist';
+
+/** A spec's `data` on Fashion-MNIST: the first `train` training images and `validation` test images. */
+export function fashionMnistData(train?: number, validation?: number) {
+  return {
+    train: {
+      format: 'idx',
+      images: `${FMNIST}/train-images-idx3-ubyte.gz`,
+      labels: `${FMNIST}/train-labels-idx1-ubyte.gz`,
+      ...(train ? { limit: train } : {}),
+    },
+    validation: {
+      format: 'idx',
+      images: `${FMNIST}/t10k-images-idx3-ubyte.gz`,
+      labels: `${FMNIST}/t10k-labels-idx1-ubyte.gz`,
+      ...(validation ? { limit: validation } : {}),
+    },
+  };
+}

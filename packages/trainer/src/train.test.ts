@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fashionMnistData } from '@retort/devstack';
 import { isRetortError, parseSpec, type RunSpec } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -20,20 +21,7 @@ function smallSpec(overrides: Record<string, unknown> = {}): RunSpec {
   return parseSpec({
     kind: 'train',
     student: { preset: 'mlp', hidden: [32] },
-    data: {
-      train: {
-        format: 'idx',
-        images: `${F}/train-images-idx3-ubyte.gz`,
-        labels: `${F}/train-labels-idx1-ubyte.gz`,
-        limit: 1000,
-      },
-      validation: {
-        format: 'idx',
-        images: `${F}/t10k-images-idx3-ubyte.gz`,
-        labels: `${F}/t10k-labels-idx1-ubyte.gz`,
-        limit: 500,
-      },
-    },
+    data: fashionMnistData(1000, 500),
     training: { epochs: 3, batchSize: 64, seed: 7, checkpointEvery: { steps: 10 } },
     ...overrides,
   });
@@ -142,20 +130,7 @@ describe('train', () => {
   it('trains a cnn student on the wasm backend', async () => {
     const spec = smallSpec({
       student: { preset: 'cnn', filters: [4, 8], dense: [16] },
-      data: {
-        train: {
-          format: 'idx',
-          images: `${F}/train-images-idx3-ubyte.gz`,
-          labels: `${F}/train-labels-idx1-ubyte.gz`,
-          limit: 512,
-        },
-        validation: {
-          format: 'idx',
-          images: `${F}/t10k-images-idx3-ubyte.gz`,
-          labels: `${F}/t10k-labels-idx1-ubyte.gz`,
-          limit: 200,
-        },
-      },
+      data: fashionMnistData(512, 200),
       training: { epochs: 3, batchSize: 32, seed: 3, optimizer: { type: 'adam', learningRate: 0.003 } },
     });
     const { outcome, rec } = await run(spec, backend);
@@ -218,12 +193,7 @@ describe('train', () => {
       teacher: { uri: `file://${dir}/teacher/model.json`, format: 'tfjs-layers' },
       student: { uri: `file://${dir}/student/model.json`, format: 'tfjs-layers' },
       data: {
-        train: {
-          format: 'idx',
-          images: `${F}/train-images-idx3-ubyte.gz`,
-          labels: `${F}/train-labels-idx1-ubyte.gz`,
-          limit: 500,
-        },
+        train: fashionMnistData(500).train,
         validation: { split: 0.2 },
       },
       training: { epochs: 2, batchSize: 50, seed: 2 },
@@ -257,12 +227,7 @@ describe('train', () => {
 
     const badShape = smallSpec({
       data: {
-        train: {
-          format: 'idx',
-          images: `${F}/train-images-idx3-ubyte.gz`,
-          labels: `${F}/train-labels-idx1-ubyte.gz`,
-          limit: 100,
-        },
+        train: fashionMnistData(100).train,
         preprocess: { shape: [32, 32, 1] },
       },
     });

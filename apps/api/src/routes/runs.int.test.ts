@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { bootstrapAdmin, putArtifact, writeMetrics } from '@retort/db';
+import { fashionMnistData } from '@retort/devstack';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type TestApi, testApi } from '../testing.js';
@@ -9,14 +10,7 @@ const spec = (extra: Record<string, unknown> = {}) => ({
   name: 'api-test',
   kind: 'train',
   student: { preset: 'mlp', hidden: [8] },
-  data: {
-    train: {
-      format: 'idx',
-      images: `${F}/train-images-idx3-ubyte.gz`,
-      labels: `${F}/train-labels-idx1-ubyte.gz`,
-      limit: 100,
-    },
-  },
+  data: { train: fashionMnistData(100).train },
   training: { epochs: 1 },
   ...extra,
 });
