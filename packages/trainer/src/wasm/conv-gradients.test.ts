@@ -111,9 +111,14 @@ describe('conv gradients on wasm', () => {
       return v;
     };
     const first = lossNow();
-    tf.tidy(() => opt.minimize(lossOf)); // creates the optimizer's slots
+    tf.tidy(() => {
+      opt.minimize(lossOf); // creates the optimizer's slots
+    });
     const tensors = tf.memory().numTensors;
-    for (let i = 0; i < 30; i++) tf.tidy(() => opt.minimize(lossOf));
+    for (let i = 0; i < 30; i++)
+      tf.tidy(() => {
+        opt.minimize(lossOf);
+      });
     expect(tf.memory().numTensors).toBe(tensors);
     expect(lossNow()).toBeLessThan(first * 0.5);
   });
