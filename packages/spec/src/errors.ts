@@ -25,6 +25,8 @@ export const ErrorCodes = {
   RETORT_MODEL_INCOMPATIBLE: { status: 422, retryable: false },
   RETORT_TRAINING_DIVERGED: { status: 422, retryable: false },
   RETORT_TRAINING_FAILED: { status: 422, retryable: false },
+  RETORT_OUT_OF_MEMORY: { status: 422, retryable: false },
+  RETORT_CHECKPOINT_INVALID: { status: 422, retryable: false },
   RETORT_WORKER_LOST: { status: 500, retryable: true },
 } as const;
 

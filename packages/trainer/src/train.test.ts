@@ -211,6 +211,68 @@ describe('train', () => {
     expect(new TextDecoder().decode(outcome.student.modelJson)).toContain('"activation":"tanh"');
   });
 
+  it('resumes exactly: stopped and resumed, or resumed from a periodic checkpoint, it ends byte-identical', async () => {
+    const spec = smallSpec({
+      student: { preset: 'mlp', hidden: [24], dropout: 0.25 },
+      training: { epochs: 3, batchSize: 64, seed: 9, checkpointEvery: { steps: 7 } },
+    });
+    const collect = async (resume?: Uint8Array, stopAt?: number) => {
+      const metrics = new Map<string, number>();
+      const checkpoints = new Map<number, Uint8Array>();
+      let step = 0;
+      const outcome = await train(
+        spec,
+        {
+          source,
+          loadRunModel: async () => {
+            throw new Error('unused');
+          },
+          onMetrics: (points) => {
+            for (const p of points) metrics.set(`${p.name}@${p.step}`, p.value);
+          },
+          onProgress: (p) => {
+            step = p.step;
+          },
+          onCheckpoint: async (c) => {
+            checkpoints.set(c.position.step, c.bytes);
+          },
+          shouldStop: () => (stopAt !== undefined && step >= stopAt ? 'checkpoint' : null),
+          log: () => {},
+        },
+        backend,
+        { resume },
+      );
+      return { outcome, metrics, checkpoints };
+    };
+    const whole = await collect();
+    if (whole.outcome.status !== 'succeeded') throw new Error('failed');
+    const expected = sha(whole.outcome.student.weights);
+
+    // Paused three times (at steps 5, 16 and 33: mid-epoch and at an epoch's edge), resumed each time.
+    const merged = new Map<string, number>();
+    let resume: Uint8Array | undefined;
+    let last: TrainOutcome | undefined;
+    for (const stopAt of [5, 16, 33, undefined]) {
+      const part = await collect(resume, stopAt);
+      for (const [k, v] of part.metrics) merged.set(k, v);
+      last = part.outcome;
+      if (part.outcome.status === 'stopped') {
+        expect(part.outcome.position.step).toBe(stopAt);
+        resume = part.checkpoints.get(stopAt!);
+      }
+    }
+    expect(last?.status).toBe('succeeded');
+    if (last?.status !== 'succeeded') return;
+    expect(sha(last.student.weights)).toBe(expected);
+    expect(merged).toEqual(whole.metrics);
+
+    // As after a crash: from the periodic checkpoint at step 21, the steps after it are done again.
+    const fromCrash = await collect(whole.checkpoints.get(21));
+    if (fromCrash.outcome.status !== 'succeeded') throw new Error('failed');
+    expect(sha(fromCrash.outcome.student.weights)).toBe(expected);
+    expect(fromCrash.outcome.summary.student.accuracy).toBe(whole.outcome.summary.student.accuracy);
+  });
+
   it('stops at the next step when asked, and says where', async () => {
     const { outcome, rec } = await run(smallSpec(), backend, 5);
     expect(outcome).toEqual({ status: 'canceled', position: { step: 5, epoch: 0, batchInEpoch: 5 } });

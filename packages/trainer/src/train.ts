@@ -1,24 +1,28 @@
 import { RetortError, type RunSpec, type RunSummary } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendInfo } from './backend.js';
-import { type CheckpointData, encodeCheckpoint, type TrainingPosition } from './checkpoint.js';
-import { type Datasets, gatherScaled, type LabelledSet, loadDatasets } from './data/dataset.js';
+import {
+  type CheckpointData,
+  encodeCheckpoint,
+  restoreCheckpoint,
+  type TrainingPosition,
+} from './checkpoint.js';
+import { type Datasets, gatherScaled, loadDatasets } from './data/dataset.js';
 import { summarize } from './evaluate.js';
 import { accuracy, agreement, meanCrossEntropy } from './evaluation.js';
 import { predictLogits, teacherLogits } from './inference.js';
 import type { ByteSource } from './io.js';
+import { LossLog, type MetricPoint } from './loss-log.js';
 import { lossTerms } from './losses.js';
 import { loadStudent, loadTeacher, type RunModelLoader } from './models/load.js';
 import { seedDropout } from './models/presets.js';
 import { type SavedModel, saveModel } from './models/saved-model.js';
 import type { Teacher } from './models/teacher.js';
 import { deriveSeed, permutation } from './random.js';
+import { TeacherCache } from './teacher-cache.js';
 
-export interface MetricPoint {
-  name: string;
-  step: number;
-  value: number;
-}
+export type { MetricPoint } from './loss-log.js';
+export { TeacherCache } from './teacher-cache.js';
 
 export interface Progress extends TrainingPosition {
   totalSteps: number;
@@ -26,26 +30,34 @@ export interface Progress extends TrainingPosition {
   tensors: number;
 }
 
+/** What the caller asks of a running training: stop now, or checkpoint and stop (pause, shutdown). */
+export type StopRequest = 'cancel' | 'checkpoint' | null;
+
 /** How the trainer talks to the world. The worker backs it with IPC to Postgres; the CLI with files. */
 export interface TrainerHooks {
   source: ByteSource;
   loadRunModel: RunModelLoader;
-  /** Points arrive in batches; the trainer never waits on where they go. */
+  /** Points arrive in batches; the trainer never waits on where they go. Every point up to a
+   * checkpoint's step is emitted before that checkpoint. */
   onMetrics(points: MetricPoint[]): void;
   onProgress(p: Progress): void;
   /** Training waits for the checkpoint to be stored before it goes on. */
   onCheckpoint(c: CheckpointData): Promise<void>;
-  /** Polled before every step; `cancel` stops the run there. */
-  shouldStop(): 'cancel' | null;
+  /** Polled before every step. */
+  shouldStop(): StopRequest;
   log(message: string): void;
+}
+
+export interface TrainOptions {
+  /** A checkpoint of this run to continue from, exactly where it was taken. */
+  resume?: Uint8Array | undefined;
 }
 
 export type TrainOutcome =
   | { status: 'succeeded'; summary: RunSummary; student: SavedModel }
-  | { status: 'canceled'; position: TrainingPosition };
-
-/** Loss values are read back from the device this often, not every step, so GPUs are not stalled. */
-const METRIC_FLUSH_STEPS = 25;
+  | { status: 'canceled'; position: TrainingPosition }
+  /** Checkpointed (the checkpoint has been handed to onCheckpoint) and stopped, to continue later. */
+  | { status: 'stopped'; position: TrainingPosition };
 
 function makeOptimizer(spec: RunSpec): tf.Optimizer {
   const o = spec.training.optimizer;
@@ -54,53 +66,19 @@ function makeOptimizer(spec: RunSpec): tf.Optimizer {
   return tf.train.adam(o.learningRate);
 }
 
-/**
- * Teacher outputs for the training set, filled the first time each example is seen: with no
- * augmentation an example's teacher logits never change, so epochs after the first pay only for
- * the student.
- */
-export class TeacherCache {
-  private readonly logits: Float32Array;
-  private readonly known: Uint8Array;
-  constructor(
-    private readonly teacher: Teacher,
-    private readonly set: LabelledSet,
-  ) {
-    this.logits = new Float32Array(set.n * teacher.numClasses);
-    this.known = new Uint8Array(set.n);
-  }
-
-  async batch(idx: Int32Array, x: Float32Array): Promise<Float32Array> {
-    const k = this.teacher.numClasses;
-    const f = this.set.features;
-    const missing: number[] = [];
-    for (let i = 0; i < idx.length; i++) if (!this.known[idx[i]!]) missing.push(i);
-    if (missing.length > 0) {
-      const input =
-        missing.length === idx.length ? x.subarray(0, idx.length * f) : new Float32Array(missing.length * f);
-      if (missing.length !== idx.length)
-        for (const [j, i] of missing.entries()) input.set(x.subarray(i * f, (i + 1) * f), j * f);
-      const out = await this.teacher.logits(input, missing.length);
-      missing.forEach((i, j) => {
-        this.logits.set(out.subarray(j * k, (j + 1) * k), idx[i]! * k);
-        this.known[idx[i]!] = 1;
-      });
-    }
-    const rows = new Float32Array(idx.length * k);
-    for (let i = 0; i < idx.length; i++)
-      rows.set(this.logits.subarray(idx[i]! * k, (idx[i]! + 1) * k), i * k);
-    return rows;
-  }
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * Trains the student of `spec`: from labels alone (`kind: train`) or under its teacher
- * (`kind: distill`). Emits metrics, progress and checkpoints through `hooks`; returns the summary and
- * the trained student, or where it stopped when canceled.
+ * (`kind: distill`), from the start or from a checkpoint. Emits metrics, progress and checkpoints
+ * through `hooks`; returns the summary and the trained student, or where it stopped.
  */
-export async function train(spec: RunSpec, hooks: TrainerHooks, backend: BackendInfo): Promise<TrainOutcome> {
+export async function train(
+  spec: RunSpec,
+  hooks: TrainerHooks,
+  backend: BackendInfo,
+  options: TrainOptions = {},
+): Promise<TrainOutcome> {
   const data = await loadDatasets(spec, hooks.source);
   hooks.log(
     `data: ${data.train.n} training and ${data.validation.n} validation examples of shape [${data.inputShape.join(', ')}]`,
@@ -122,142 +100,181 @@ export async function train(spec: RunSpec, hooks: TrainerHooks, backend: Backend
   }
   const student = await loadStudent(spec, data.inputShape, numClasses, hooks.source);
   hooks.log(`student: ${student.countParams()} parameters; backend ${backend.name} (${backend.device})`);
-
+  const optimizer = makeOptimizer(spec);
   try {
-    return await trainLoop(spec, hooks, backend, data, student, teacher, numClasses);
+    let start: TrainingPosition = { step: 0, epoch: 0, batchInEpoch: 0 };
+    if (options.resume) {
+      start = await restoreCheckpoint(options.resume, student, optimizer);
+      hooks.log(`resuming from the checkpoint at step ${start.step}`);
+    }
+    return await new TrainingLoop(spec, hooks, backend, data, student, optimizer, teacher, numClasses).run(
+      start,
+    );
   } finally {
+    optimizer.dispose();
     student.dispose();
     teacher?.dispose();
   }
 }
 
-async function trainLoop(
-  spec: RunSpec,
-  hooks: TrainerHooks,
-  backend: BackendInfo,
-  data: Datasets,
-  student: tf.LayersModel,
-  teacher: Teacher | undefined,
-  numClasses: number,
-): Promise<TrainOutcome> {
-  const { batchSize, epochs, seed } = spec.training;
-  const n = data.train.n;
-  const stepsPerEpoch = Math.ceil(n / batchSize);
-  const totalSteps = Math.min(spec.training.maxSteps ?? Infinity, epochs * stepsPerEpoch);
-  const optimizer = makeOptimizer(spec);
-  const cache = teacher ? new TeacherCache(teacher, data.train) : undefined;
-  const losses = spec.distillation.losses;
-  const ckptEvery = spec.training.checkpointEvery;
+/** One run's training loop: steps, per-epoch validation, checkpoints, stop requests. */
+class TrainingLoop {
+  private readonly stepsPerEpoch: number;
+  private readonly totalSteps: number;
+  private readonly cache: TeacherCache | undefined;
+  private readonly losses: LossLog;
+  private readonly x: Float32Array;
+  private readonly labels: Int32Array;
+  private teacherValLogits: Float32Array | undefined;
 
-  const x = new Float32Array(batchSize * data.train.features);
-  const labels = new Int32Array(batchSize);
-  // Per-step loss scalars stay on the device until a flush reads them back together.
-  let pending: { step: number; values: tf.Scalar[] }[] = [];
-  const termNames = ['loss', ...losses.map((l) => `loss_${l.type}`)];
-  const flush = async () => {
-    if (pending.length === 0) return;
-    const batch = pending;
-    pending = [];
-    const stacked = tf.stack(batch.flatMap((p) => p.values));
-    const values = (await stacked.data()) as Float32Array;
-    stacked.dispose();
-    for (const p of batch) for (const v of p.values) v.dispose();
-    const points: MetricPoint[] = [];
-    let j = 0;
-    for (const p of batch)
-      for (const name of termNames) points.push({ name, step: p.step, value: values[j++]! });
-    if (points.some((p) => !Number.isFinite(p.value))) {
-      throw new RetortError(
-        'RETORT_TRAINING_DIVERGED',
-        `the loss became ${points.find((p) => !Number.isFinite(p.value))?.value} at step ${points.find((p) => !Number.isFinite(p.value))?.step}; lower training.optimizer.learningRate`,
-      );
+  constructor(
+    private readonly spec: RunSpec,
+    private readonly hooks: TrainerHooks,
+    private readonly backend: BackendInfo,
+    private readonly data: Datasets,
+    private readonly student: tf.LayersModel,
+    private readonly optimizer: tf.Optimizer,
+    private readonly teacher: Teacher | undefined,
+    private readonly numClasses: number,
+  ) {
+    const { batchSize, epochs, maxSteps } = spec.training;
+    this.stepsPerEpoch = Math.ceil(data.train.n / batchSize);
+    this.totalSteps = Math.min(maxSteps ?? Infinity, epochs * this.stepsPerEpoch);
+    this.cache = teacher ? new TeacherCache(teacher, data.train) : undefined;
+    const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
+    this.losses = new LossLog(names, (points) => hooks.onMetrics(points));
+    this.x = new Float32Array(batchSize * data.train.features);
+    this.labels = new Int32Array(batchSize);
+  }
+
+  async run(start: TrainingPosition): Promise<TrainOutcome> {
+    try {
+      return await this.loop(start);
+    } finally {
+      this.losses.dispose();
     }
-    hooks.onMetrics(points);
-  };
+  }
 
-  let step = 0;
-  let trained = 0;
-  let teacherValLogits: Float32Array | undefined;
-  const t0 = performance.now();
-  let epoch = 0;
-  for (; epoch < epochs && step < totalSteps; epoch++) {
-    const order = permutation(n, deriveSeed(seed, 'order', epoch));
-    for (let b = 0; b < stepsPerEpoch && step < totalSteps; b++) {
-      await yieldToEventLoop(); // lets a cancel message in
-      if (hooks.shouldStop() === 'cancel') {
-        await flush();
-        return { status: 'canceled', position: { step, epoch, batchInEpoch: b } };
-      }
-      const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
-      const m = idx.length;
-      gatherScaled(data.train, idx, data.scale, x);
-      for (let i = 0; i < m; i++) labels[i] = data.train.y[idx[i]!]!;
-      const tRows = cache ? await cache.batch(idx, x) : undefined;
-      seedDropout(student, seed, step);
-      const values = tf.tidy(() => {
-        const xb = tf.tensor(x.subarray(0, m * data.train.features), [m, ...data.inputShape]);
-        const yb = tf.tensor1d(labels.subarray(0, m), 'int32');
-        const tb = tRows ? tf.tensor2d(tRows, [m, numClasses]) : undefined;
-        let kept: tf.Scalar[] = [];
-        const total = optimizer.minimize(() => {
-          const logits = student.apply(xb, { training: true }) as tf.Tensor2D;
-          const terms = lossTerms(losses, { studentLogits: logits, labels: yb, teacherLogits: tb });
-          kept = terms.map((t) => tf.keep(t.value));
-          return tf.addN(terms.map((t) => tf.mul(t.value, t.weight))) as tf.Scalar;
-        }, true) as tf.Scalar;
-        return [total, ...kept];
-      });
-      step++;
-      trained += m;
-      pending.push({ step, values });
-      if (pending.length >= METRIC_FLUSH_STEPS) await flush();
-      hooks.onProgress({ step, epoch, batchInEpoch: b + 1, totalSteps, tensors: tf.memory().numTensors });
-      if ('steps' in ckptEvery && step % ckptEvery.steps === 0 && step < totalSteps) {
-        await hooks.onCheckpoint(
-          await encodeCheckpoint(student, optimizer, { step, epoch, batchInEpoch: b + 1 }),
+  private async checkpoint(position: TrainingPosition, valAccuracy?: number): Promise<void> {
+    await this.losses.flush(); // every point up to this step goes out before the checkpoint
+    await this.hooks.onCheckpoint(
+      await encodeCheckpoint(this.student, this.optimizer, position, valAccuracy),
+    );
+  }
+
+  private async loop(start: TrainingPosition): Promise<TrainOutcome> {
+    const { epochs, seed } = this.spec.training;
+    const every = this.spec.training.checkpointEvery;
+    const n = this.data.train.n;
+    let step = start.step;
+    let trained = 0;
+    const t0 = performance.now();
+    let epoch = start.epoch;
+    for (; epoch < epochs && step < this.totalSteps; epoch++) {
+      const order = permutation(n, deriveSeed(seed, 'order', epoch));
+      for (
+        let b = epoch === start.epoch ? start.batchInEpoch : 0;
+        b < this.stepsPerEpoch && step < this.totalSteps;
+        b++
+      ) {
+        await yieldToEventLoop(); // lets a stop request in
+        const stop = this.hooks.shouldStop();
+        if (stop) {
+          const position = { step, epoch, batchInEpoch: b };
+          await this.losses.flush();
+          if (stop === 'cancel') return { status: 'canceled', position };
+          await this.checkpoint(position);
+          return { status: 'stopped', position };
+        }
+        const idx = order.subarray(
+          b * this.spec.training.batchSize,
+          Math.min(n, (b + 1) * this.spec.training.batchSize),
         );
+        await this.step(idx, step);
+        step++;
+        trained += idx.length;
+        this.hooks.onProgress({
+          step,
+          epoch,
+          batchInEpoch: b + 1,
+          totalSteps: this.totalSteps,
+          tensors: tf.memory().numTensors,
+        });
+        if ('steps' in every && step % every.steps === 0 && step < this.totalSteps) {
+          await this.checkpoint({ step, epoch, batchInEpoch: b + 1 });
+        }
+      }
+      await this.losses.flush();
+      const valAccuracy = await this.validate(step);
+      if ('epochs' in every && (epoch + 1) % every.epochs === 0 && step < this.totalSteps) {
+        await this.checkpoint({ step, epoch: epoch + 1, batchInEpoch: 0 }, valAccuracy);
       }
     }
-    await flush();
-    // Validation at the end of each epoch: loss and accuracy against the labels.
-    const valLogits = await predictLogits(student, data.validation, data, numClasses);
+    const trainSeconds = (performance.now() - t0) / 1000;
+    const summary = await summarize({
+      student: this.student,
+      teacher: this.teacher,
+      data: this.data,
+      numClasses: this.numClasses,
+      teacherValLogits: this.teacherValLogits,
+      backend: this.backend.name,
+      training: {
+        steps: step,
+        epochs: epoch,
+        trainSeconds,
+        samplesPerSecond: trained / trainSeconds,
+        trainExamples: n,
+      },
+    });
+    return { status: 'succeeded', summary, student: await saveModel(this.student) };
+  }
+
+  /** One optimizer step on the examples at `idx`; `step` is the number of steps done before it. */
+  private async step(idx: Int32Array, step: number): Promise<void> {
+    const { data, student, numClasses } = this;
+    const m = idx.length;
+    gatherScaled(data.train, idx, data.scale, this.x);
+    for (let i = 0; i < m; i++) this.labels[i] = data.train.y[idx[i]!]!;
+    const tRows = this.cache ? await this.cache.batch(idx, this.x) : undefined;
+    seedDropout(student, this.spec.training.seed, step);
+    const values = tf.tidy(() => {
+      const xb = tf.tensor(this.x.subarray(0, m * data.train.features), [m, ...data.inputShape]);
+      const yb = tf.tensor1d(this.labels.subarray(0, m), 'int32');
+      const tb = tRows ? tf.tensor2d(tRows, [m, numClasses]) : undefined;
+      let kept: tf.Scalar[] = [];
+      const total = this.optimizer.minimize(() => {
+        const logits = student.apply(xb, { training: true }) as tf.Tensor2D;
+        const terms = lossTerms(this.spec.distillation.losses, {
+          studentLogits: logits,
+          labels: yb,
+          teacherLogits: tb,
+        });
+        kept = terms.map((t) => tf.keep(t.value));
+        return tf.addN(terms.map((t) => tf.mul(t.value, t.weight))) as tf.Scalar;
+      }, true) as tf.Scalar;
+      return [total, ...kept];
+    });
+    await this.losses.push(step + 1, values);
+  }
+
+  /** Validation loss and accuracy (and agreement with the teacher); returns the accuracy. */
+  private async validate(step: number): Promise<number> {
+    const { data, numClasses } = this;
+    const valLogits = await predictLogits(this.student, data.validation, data, numClasses);
+    const valAccuracy = accuracy(valLogits, data.validation.y, numClasses);
     const points: MetricPoint[] = [
       { name: 'val_loss', step, value: meanCrossEntropy(valLogits, data.validation.y, numClasses) },
-      { name: 'val_accuracy', step, value: accuracy(valLogits, data.validation.y, numClasses) },
+      { name: 'val_accuracy', step, value: valAccuracy },
     ];
-    if (teacher) {
-      teacherValLogits ??= await teacherLogits(teacher, data.validation, data);
+    if (this.teacher) {
+      this.teacherValLogits ??= await teacherLogits(this.teacher, data.validation, data);
       points.push({
         name: 'val_agreement',
         step,
-        value: agreement(valLogits, teacherValLogits, data.validation.n, numClasses),
+        value: agreement(valLogits, this.teacherValLogits, data.validation.n, numClasses),
       });
     }
-    hooks.onMetrics(points);
-    const done = epoch + 1;
-    if ('epochs' in ckptEvery && done % ckptEvery.epochs === 0 && step < totalSteps) {
-      await hooks.onCheckpoint(
-        await encodeCheckpoint(student, optimizer, { step, epoch: done, batchInEpoch: 0 }),
-      );
-    }
+    this.hooks.onMetrics(points);
+    return valAccuracy;
   }
-  const trainSeconds = (performance.now() - t0) / 1000;
-  optimizer.dispose();
-
-  const summary = await summarize({
-    student,
-    teacher,
-    data,
-    numClasses,
-    teacherValLogits,
-    backend: backend.name,
-    training: {
-      steps: step,
-      epochs: epoch,
-      trainSeconds,
-      samplesPerSecond: trained / trainSeconds,
-      trainExamples: data.train.n,
-    },
-  });
-  return { status: 'succeeded', summary, student: await saveModel(student) };
 }

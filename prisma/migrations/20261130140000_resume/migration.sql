@@ -1,0 +1,6 @@
+-- AlterTable
+ALTER TABLE "runs" ADD COLUMN     "dispatch" INTEGER NOT NULL DEFAULT 0,
+ADD COLUMN     "pause_requested_at" TIMESTAMPTZ(3);
+
+-- AlterTable
+ALTER TABLE "artifacts" ADD COLUMN     "metadata" JSONB;
