@@ -54,7 +54,7 @@ export async function runLocal(
     },
     backend,
   );
-  if (outcome.status === 'canceled') throw new Error(`canceled at step ${outcome.position.step}`);
+  if (outcome.status !== 'succeeded') throw new Error(`${outcome.status} at step ${outcome.position.step}`);
   writeFileSync(path.join(dir, 'model.json'), outcome.student.modelJson);
   writeFileSync(path.join(dir, WEIGHTS_FILE), outcome.student.weights);
   writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(outcome.summary, null, 2));

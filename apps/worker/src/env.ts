@@ -22,6 +22,14 @@ const Schema = Type.Object({
   RETORT_WORKER_ID: Type.Optional(Type.String({ minLength: 1 })),
   /** How often the worker reports itself alive, in ms. */
   RETORT_HEARTBEAT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  /** A worker renews its queue lock every half of this (ms); one silent this long has lost its run. */
+  RETORT_LOCK_MS: Type.Integer({ default: 30_000, minimum: 500 }),
+  /** How often (ms) the reconciler compares Postgres with the queues. */
+  RETORT_RECONCILE_MS: Type.Integer({ default: 15_000, minimum: 100 }),
+  /** A worker that has not heartbeaten for this long (ms) counts as gone. */
+  RETORT_WORKER_STALE_MS: Type.Integer({ default: 30_000, minimum: 200 }),
+  /** On SIGTERM, how long (ms) the run in progress has to checkpoint before it is killed. */
+  RETORT_SHUTDOWN_GRACE_MS: Type.Integer({ default: 30_000, minimum: 0 }),
   /** Metric points are written to Postgres at least this often, in ms (and at every 1000 points). */
   RETORT_METRICS_FLUSH_MS: Type.Integer({ default: 1000, minimum: 10 }),
   /** Log level: fatal, error, warn, info, debug. */

@@ -13,8 +13,13 @@ export type ToChild =
       backend?: BackendName | undefined;
       /** The model of a `{ run }` teacher, read from Postgres by the worker. */
       teacherModel?: SavedModel | undefined;
+      /** The run's latest checkpoint, to continue from. */
+      resume?: Uint8Array | undefined;
     }
+  /** Stop before the next step, as it is. */
   | { type: 'cancel' }
+  /** Checkpoint before the next step, then stop (pause, shutdown). */
+  | { type: 'stop' }
   | { type: 'checkpoint-stored'; id: number; error?: string };
 
 export type FromChild =
@@ -22,7 +27,14 @@ export type FromChild =
   | { type: 'log'; message: string }
   | { type: 'metrics'; points: MetricPoint[] }
   | { type: 'progress'; progress: Progress }
-  | { type: 'checkpoint'; id: number; position: TrainingPosition; bytes: Uint8Array }
+  | {
+      type: 'checkpoint';
+      id: number;
+      position: TrainingPosition;
+      valAccuracy?: number | undefined;
+      bytes: Uint8Array;
+    }
   | { type: 'succeeded'; summary: RunSummary; student: SavedModel }
   | { type: 'canceled'; position: TrainingPosition }
+  | { type: 'stopped'; position: TrainingPosition }
   | { type: 'failed'; error: RunError; retryable: boolean };

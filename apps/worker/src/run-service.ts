@@ -4,22 +4,27 @@ import {
   FencedOutError,
   finishRun,
   getRunById,
-  keepLatestArtifacts,
+  latestCheckpoint,
+  pruneCheckpoints,
   putArtifact,
+  type RunRow,
   readArtifactByName,
   requeueRun,
   setRunBackend,
   updateProgress,
 } from '@retort/db';
+import { RUN_JOB, type RunJobPayload, type RunProducer } from '@retort/queue';
 import { RetortError, type RunError, type RunSpec } from '@retort/spec';
 import type { BackendName, Progress, SavedModel } from '@retort/trainer';
 import type { Logger } from 'pino';
 import { MetricWriter } from './metric-writer.js';
+import { duringOutage } from './outage.js';
 import type { FromChild } from './protocol.js';
 import type { TrainingProcess, TrainingResult, WarmProcesses } from './training-process.js';
 
 export interface RunServiceOptions {
   db: Db;
+  producer: RunProducer;
   log: Logger;
   worker: { id: string; backend: string; device: string };
   policy: { dataRoots: string[]; allowedHosts: string[] };
@@ -27,25 +32,20 @@ export interface RunServiceOptions {
   /** Where training processes come from (a warm spare when there is one). */
   processes: WarmProcesses;
   metricsFlushMs: number;
-  /** How many checkpoints of a run to keep (the newest). */
+  /** On shutdown, how long the run in progress has to checkpoint before it is killed. */
+  shutdownGraceMs: number;
+  /** How many of a run's newest checkpoints to keep (besides its best one). Default 3. */
   keepCheckpoints?: number;
-}
-
-export interface AttemptInfo {
-  /** Attempts BullMQ has already made of this job before this one. */
-  attemptsMade: number;
-  maxAttempts: number;
 }
 
 const PROGRESS_WRITE_MS = 1000;
 
-/** Thrown to BullMQ when an attempt should be retried (after backoff) rather than end the run. */
-export class RetryableRunError extends Error {}
-
 /**
- * Executes runs: claims one in Postgres, trains it in a child process, streams its metrics and
- * checkpoints to Postgres, stores the student and records the outcome. All writes carry the
- * attempt number; once another attempt holds the run, they are refused and this one stops.
+ * Executes runs: claims one in Postgres, trains it in a child process from its last checkpoint,
+ * streams metrics and checkpoints to Postgres, stores the student and records the outcome. All
+ * writes carry the attempt number; once another attempt holds the run they are refused, and this
+ * one stops. A crash sends the run back to the queue (Postgres counts the retries); a pause or a
+ * shutdown checkpoints it first.
  */
 export class RunService {
   private current: { runId: string; attempt: number; proc: TrainingProcess } | undefined;
@@ -57,37 +57,46 @@ export class RunService {
     return this.current?.runId ?? null;
   }
 
-  /** Cancel signal from the control channel; ignored unless it names the run in progress. */
-  cancel(runId: string): void {
-    if (this.current?.runId === runId) {
-      this.o.log.info({ runId }, 'cancel requested');
-      this.current.proc.cancel();
-    }
+  /** A control signal; ignored unless it names the run in progress. */
+  signal(type: 'cancel' | 'pause', runId: string): void {
+    if (this.current?.runId !== runId) return;
+    this.o.log.info({ runId }, `${type} requested`);
+    if (type === 'cancel') this.current.proc.cancel();
+    else this.current.proc.stop();
   }
 
-  /** Stops the run in progress so that it goes back to the queue (worker shutdown). */
+  /**
+   * Shutdown: the run in progress checkpoints and goes back to the queue; if it has not within the
+   * grace period, its process is killed and it resumes from its previous checkpoint.
+   */
   stop(): void {
     this.stopping = true;
-    this.current?.proc.kill();
+    const current = this.current;
+    if (!current) return;
+    current.proc.stop();
+    setTimeout(() => current.proc.kill(), this.o.shutdownGraceMs).unref();
   }
 
-  async execute(runId: string, attemptInfo: AttemptInfo): Promise<void> {
+  async execute(job: RunJobPayload): Promise<void> {
     const { db, log } = this.o;
-    const run = await claimRun(db, runId, this.o.worker);
+    const { run, reason } = await claimRun(db, job.runId, job.dispatch, this.o.worker);
     if (!run) {
-      log.info({ runId }, 'run is no longer waiting (canceled or finished); skipping');
+      log.info({ runId: job.runId, dispatch: job.dispatch, reason }, 'not taking this queue entry');
       return;
     }
     const attempt = run.attempt;
     const spec = run.spec as unknown as RunSpec;
-    const rlog = log.child({ runId, attempt });
-    rlog.info({ kind: spec.kind, name: spec.name }, 'run claimed');
+    const rlog = log.child({ runId: run.id, attempt });
+    rlog.info({ kind: spec.kind, name: spec.name, retries: run.retries }, 'run claimed');
     try {
-      let teacherModel: SavedModel | undefined;
-      if (spec.teacher && 'run' in spec.teacher)
-        teacherModel = await this.teacherFromRun(run.teamId, spec.teacher.run);
-      const result = await this.train(runId, attempt, spec, teacherModel, rlog);
-      await this.conclude(runId, attempt, result, attemptInfo, rlog);
+      const teacherModel =
+        spec.teacher && 'run' in spec.teacher
+          ? await this.teacherFromRun(run.teamId, spec.teacher.run)
+          : undefined;
+      const checkpoint = await latestCheckpoint(db, run.id);
+      if (checkpoint) rlog.info({ step: checkpoint.step }, 'continuing from the last checkpoint');
+      const result = await this.train(run, spec, teacherModel, checkpoint?.bytes, rlog);
+      await this.conclude(run, result, rlog);
     } catch (e) {
       if (e instanceof FencedOutError) {
         rlog.warn({ err: e.message }, 'lost the claim on this run; its writes are refused, stopping');
@@ -95,14 +104,14 @@ export class RunService {
         return;
       }
       if (e instanceof RetortError && !e.retryable) {
-        await finishRun(db, runId, attempt, {
+        await finishRun(db, run.id, attempt, {
           status: 'failed',
           error: { code: e.code, message: e.message },
         });
         rlog.info({ code: e.code }, 'run failed');
         return;
       }
-      throw e;
+      await this.backToQueue(run, { code: 'RETORT_INTERNAL', message: String(e) }, true, rlog);
     } finally {
       this.current = undefined;
       // Ready the next run's process now that this one no longer needs the CPU.
@@ -131,13 +140,14 @@ export class RunService {
   }
 
   private async train(
-    runId: string,
-    attempt: number,
+    run: RunRow,
     spec: RunSpec,
     teacherModel: SavedModel | undefined,
+    resume: Uint8Array | undefined,
     log: Logger,
   ) {
     const { db } = this.o;
+    const { id: runId, attempt } = run;
     let fenced: FencedOutError | undefined;
     const onWriteError = (e: unknown) => {
       if (e instanceof FencedOutError) {
@@ -155,13 +165,14 @@ export class RunService {
     const writeProgress = async (p: Progress) => {
       // The trainer counts epochs from 0; the API shows the epoch in progress counted from 1.
       const epoch = Math.min(p.epoch + 1, spec.training.epochs);
-      const { cancelRequested } = await updateProgress(db, runId, attempt, {
+      const flags = await updateProgress(db, runId, attempt, {
         epoch,
         step: p.step,
         totalSteps: p.totalSteps,
       });
-      // The control channel is the fast path; this catches a cancel whose message was missed.
-      if (cancelRequested) proc.cancel();
+      // The control channel is the fast path; these flags catch a signal whose message was missed.
+      if (flags.cancelRequested) proc.cancel();
+      else if (flags.pauseRequested) proc.stop();
     };
     const onMessage = (m: FromChild) => {
       switch (m.type) {
@@ -183,8 +194,15 @@ export class RunService {
             progressWrites = progressWrites.then(() => writeProgress(m.progress)).catch(onWriteError);
           }
           break;
-        case 'checkpoint':
-          this.storeCheckpoint(runId, attempt, m.position.step, m.bytes).then(
+        case 'checkpoint': {
+          // Every metric point up to the checkpoint's step is written before the checkpoint is, so
+          // a resumed run's series has no gap.
+          const store = async () => {
+            await metrics.drain();
+            if (metrics.fenced) throw metrics.fenced;
+            await this.storeCheckpoint(runId, attempt, m.position, m.valAccuracy, m.bytes);
+          };
+          duringOutage(store, log).then(
             () => proc.send({ type: 'checkpoint-stored', id: m.id }),
             (e) => {
               onWriteError(e);
@@ -192,113 +210,165 @@ export class RunService {
             },
           );
           break;
+        }
       }
     };
     const proc = await this.o.processes.take(onMessage);
     this.current = { runId, attempt, proc };
-    proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModel });
+    if (this.stopping) proc.stop();
+    proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModel, resume });
     const result = await proc.result;
     metrics.close();
     if (fenced) throw fenced;
-    await metrics.drain();
+    await duringOutage(() => metrics.drain(), log);
     if (metrics.fenced) throw metrics.fenced;
-    // Progress messages are throttled; a canceled run's last position comes with its result.
-    if (result.type === 'canceled' && latest) latest = { ...latest, ...result.position };
     await progressWrites;
-    if (latest) await writeProgress(latest);
+    // Progress messages are throttled; a run that stopped early brings its position with its result.
+    if ((result.type === 'canceled' || result.type === 'stopped') && latest)
+      latest = { ...latest, ...result.position };
+    if (latest) {
+      const last = latest;
+      await duringOutage(() => writeProgress(last), log);
+    }
     return result;
   }
 
   private async storeCheckpoint(
     runId: string,
     attempt: number,
-    step: number,
+    position: { step: number; epoch: number; batchInEpoch: number },
+    valAccuracy: number | undefined,
     bytes: Uint8Array,
-  ): Promise<void> {
+  ) {
     await putArtifact(this.o.db, {
       runId,
       attempt,
       kind: 'checkpoint',
-      name: `step-${String(step).padStart(9, '0')}`,
+      name: `step-${String(position.step).padStart(9, '0')}`,
       bytes,
+      metadata: { ...position, ...(valAccuracy === undefined ? {} : { valAccuracy }) },
     });
-    await keepLatestArtifacts(this.o.db, runId, 'checkpoint', this.o.keepCheckpoints ?? 2);
+    await pruneCheckpoints(this.o.db, runId, this.o.keepCheckpoints ?? 3);
   }
 
-  private async conclude(
-    runId: string,
-    attempt: number,
-    result: TrainingResult,
-    info: AttemptInfo,
-    log: Logger,
-  ): Promise<void> {
+  private async conclude(run: RunRow, result: TrainingResult, log: Logger): Promise<void> {
     const { db } = this.o;
+    const { id: runId, attempt } = run;
     switch (result.type) {
       case 'succeeded': {
-        const put = (name: string, contentType: string, bytes: Uint8Array) =>
-          putArtifact(db, { runId, attempt, kind: 'student-model', name, contentType, bytes });
-        await put('model.json', 'application/json', result.student.modelJson);
-        await put('weights.bin', 'application/octet-stream', result.student.weights);
-        await putArtifact(db, {
-          runId,
-          attempt,
-          kind: 'report',
-          name: 'summary.json',
-          contentType: 'application/json',
-          bytes: new TextEncoder().encode(JSON.stringify(result.summary, null, 2)),
-        });
-        await finishRun(db, runId, attempt, { status: 'succeeded', summary: result.summary });
+        const put = (
+          kind: 'student-model' | 'report',
+          name: string,
+          contentType: string,
+          bytes: Uint8Array,
+        ) => duringOutage(() => putArtifact(db, { runId, attempt, kind, name, contentType, bytes }), log);
+        await put('student-model', 'model.json', 'application/json', result.student.modelJson);
+        await put('student-model', 'weights.bin', 'application/octet-stream', result.student.weights);
+        await put(
+          'report',
+          'summary.json',
+          'application/json',
+          new TextEncoder().encode(JSON.stringify(result.summary, null, 2)),
+        );
+        await duringOutage(
+          () => finishRun(db, runId, attempt, { status: 'succeeded', summary: result.summary }),
+          log,
+        );
         log.info({ accuracy: result.summary.student.accuracy }, 'run succeeded');
         return;
       }
       case 'canceled':
-        if (this.stopping)
-          return this.retryOrFail(
-            runId,
-            attempt,
-            info,
-            { code: 'RETORT_WORKER_LOST', message: 'the worker shut down' },
-            log,
-          );
-        await finishRun(db, runId, attempt, {
-          status: 'canceled',
-          reason: `canceled by request at step ${result.position.step}`,
-        });
+        await duringOutage(
+          () =>
+            finishRun(db, runId, attempt, {
+              status: 'canceled',
+              reason: `canceled by request at step ${result.position.step}`,
+            }),
+          log,
+        );
         log.info({ step: result.position.step }, 'run canceled');
         return;
+      case 'stopped':
+        if (this.stopping)
+          return this.backToQueue(
+            run,
+            {
+              code: 'RETORT_WORKER_LOST',
+              message: `the worker shut down; checkpointed at step ${result.position.step}`,
+            },
+            false,
+            log,
+          );
+        await duringOutage(
+          () =>
+            finishRun(db, runId, attempt, {
+              status: 'paused',
+              reason: `paused by request; checkpointed at step ${result.position.step}`,
+            }),
+          log,
+        );
+        log.info({ step: result.position.step }, 'run paused');
+        return;
       case 'failed':
-        if (result.retryable) return this.retryOrFail(runId, attempt, info, result.error, log);
-        await finishRun(db, runId, attempt, { status: 'failed', error: result.error });
+        if (result.retryable) return this.backToQueue(run, result.error, true, log);
+        await duringOutage(
+          () => finishRun(db, runId, attempt, { status: 'failed', error: result.error }),
+          log,
+        );
         log.info({ code: result.error.code, message: result.error.message }, 'run failed');
         return;
       case 'crashed':
-        return this.retryOrFail(
-          runId,
-          attempt,
-          info,
-          this.stopping ? { code: 'RETORT_WORKER_LOST', message: 'the worker shut down' } : result.error,
-          log,
-        );
+        if (this.stopping)
+          return this.backToQueue(
+            run,
+            { code: 'RETORT_WORKER_LOST', message: 'the worker shut down' },
+            false,
+            log,
+          );
+        if (result.outOfMemory && result.beforeFirstStep) {
+          const error: RunError = {
+            code: 'RETORT_OUT_OF_MEMORY',
+            message: `${result.error.message} before its first step; lower training.batchSize or the model's size`,
+          };
+          await duringOutage(() => finishRun(db, runId, attempt, { status: 'failed', error }), log);
+          log.info({ code: error.code }, 'run failed');
+          return;
+        }
+        return this.backToQueue(run, result.error, true, log);
     }
   }
 
-  /** Another attempt when some are left (BullMQ retries after backoff); else the run fails. */
-  private async retryOrFail(
-    runId: string,
-    attempt: number,
-    info: AttemptInfo,
-    error: RunError,
-    log: Logger,
-  ): Promise<void> {
-    if (info.attemptsMade + 1 < info.maxAttempts) {
-      await requeueRun(this.o.db, runId, attempt, `attempt ${attempt} ended: ${error.message}; retrying`);
-      log.warn({ error }, 'attempt ended without a result; the run goes back to the queue');
-      throw new RetryableRunError(error.message);
+  /**
+   * Sends the run back to the queue as a new dispatch. `lost` (a crash) counts a retry and waits
+   * out a backoff; at training.maxAttempts the run fails instead.
+   */
+  private async backToQueue(run: RunRow, error: RunError, lost: boolean, log: Logger): Promise<void> {
+    const requeued = await duringOutage(
+      () =>
+        requeueRun(this.o.db, run.id, run.attempt, `attempt ${run.attempt} ended: ${error.message}`, {
+          lost,
+          error,
+        }),
+      log,
+    );
+    if (requeued.status !== 'queued') {
+      log.warn({ error }, 'run failed: no attempts left');
+      return;
     }
-    await finishRun(this.o.db, runId, attempt, {
-      status: 'failed',
-      error: { code: error.code, message: `${error.message} (after ${info.maxAttempts} attempts)` },
-    });
-    log.warn({ error }, 'run failed after its last attempt');
+    const delayMs = lost ? RUN_JOB.retryDelayMs(requeued.retries) : 0;
+    // If Redis is down too, the reconciler re-enqueues it from Postgres.
+    await this.o.producer
+      .enqueue({
+        runId: run.id,
+        dispatch: requeued.dispatch,
+        pool: requeued.pool,
+        priority: requeued.priority,
+        delayMs,
+      })
+      .catch((e) => log.warn({ err: String(e) }, 'could not enqueue; the reconciler will'));
+    log.warn(
+      { error, retries: requeued.retries, delayMs },
+      'attempt ended without a result; the run is back on the queue',
+    );
   }
 }

@@ -1,5 +1,12 @@
-import { isRetortError } from '@retort/spec';
-import { type BackendName, initBackend, policyByteSource, type SavedModel, train } from '@retort/trainer';
+import { isRetortError, type RunError } from '@retort/spec';
+import {
+  type BackendName,
+  initBackend,
+  policyByteSource,
+  type SavedModel,
+  type StopRequest,
+  train,
+} from '@retort/trainer';
 import type { FromChild, ToChild } from './protocol.js';
 
 /**
@@ -13,10 +20,9 @@ const send = (m: FromChild) =>
 
 const PROGRESS_EVERY_MS = 200;
 let lastProgress = -Infinity;
-let canceled = false;
+let stop: StopRequest = null;
 let nextCheckpoint = 1;
 const checkpointAcks = new Map<number, (error?: string) => void>();
-
 let backendReady: ReturnType<typeof initBackend> | undefined;
 
 async function chooseBackend(prefer: BackendName | undefined) {
@@ -49,18 +55,53 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
       onCheckpoint: async (c) => {
         const id = nextCheckpoint++;
         const stored = new Promise<string | undefined>((resolve) => checkpointAcks.set(id, resolve));
-        await send({ type: 'checkpoint', id, position: c.position, bytes: c.bytes });
+        await send({
+          type: 'checkpoint',
+          id,
+          position: c.position,
+          valAccuracy: c.valAccuracy,
+          bytes: c.bytes,
+        });
         const error = await stored;
         if (error) throw new Error(`checkpoint not stored: ${error}`);
       },
-      shouldStop: () => (canceled ? 'cancel' : null),
+      shouldStop: () => stop,
       log: (message) => void send({ type: 'log', message }),
     },
     backend,
+    { resume: m.resume },
   );
   if (outcome.status === 'succeeded')
     await send({ type: 'succeeded', summary: outcome.summary, student: outcome.student });
-  else await send({ type: 'canceled', position: outcome.position });
+  else await send({ type: outcome.status, position: outcome.position });
+}
+
+/** Running out of memory says nothing a retry could change: it fails the run with advice. */
+function isOutOfMemory(e: unknown): boolean {
+  const msg = e instanceof Error ? `${e.name} ${e.message}` : String(e);
+  return /out of memory|Array buffer allocation failed|Cannot enlarge memory|Invalid typed array length|WebAssembly\.Memory/i.test(
+    msg,
+  );
+}
+
+function describeFailure(e: unknown): { error: RunError; retryable: boolean } {
+  if (isRetortError(e)) return { error: { code: e.code, message: e.message }, retryable: e.retryable };
+  const message = e instanceof Error ? e.message : String(e);
+  if (isOutOfMemory(e)) {
+    return {
+      error: {
+        code: 'RETORT_OUT_OF_MEMORY',
+        message: `training ran out of memory (${message}); lower training.batchSize or the model's size`,
+      },
+      retryable: false,
+    };
+  }
+  // An error raised here comes back on every attempt with the same spec and data: only a process
+  // that dies (killed, lost) is worth another attempt.
+  return {
+    error: { code: 'RETORT_TRAINING_FAILED', message: `training failed: ${message}` },
+    retryable: false,
+  };
 }
 
 process.on('message', (m: ToChild) => {
@@ -72,23 +113,17 @@ process.on('message', (m: ToChild) => {
       run(m).then(
         () => process.exit(0),
         async (e: unknown) => {
-          // An error raised here comes back on every attempt with the same spec and data: only a
-          // process that dies (killed, out of memory) is worth another attempt.
-          const retryable = isRetortError(e) && e.retryable;
-          const error = isRetortError(e)
-            ? { code: e.code, message: e.message }
-            : {
-                code: 'RETORT_TRAINING_FAILED' as const,
-                message: `training failed: ${e instanceof Error ? e.message : String(e)}`,
-              };
           if (!isRetortError(e)) console.error(e);
-          await send({ type: 'failed', error, retryable }).catch(() => {});
+          await send({ type: 'failed', ...describeFailure(e) }).catch(() => {});
           process.exit(0);
         },
       );
       break;
     case 'cancel':
-      canceled = true;
+      stop = 'cancel';
+      break;
+    case 'stop':
+      stop ??= 'checkpoint';
       break;
     case 'checkpoint-stored':
       checkpointAcks.get(m.id)?.(m.error);

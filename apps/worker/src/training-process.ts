@@ -7,8 +7,9 @@ import type { FromChild, ToChild } from './protocol.js';
 const CHILD = fileURLToPath(new URL('./training-child.js', import.meta.url));
 
 export type TrainingResult =
-  | Extract<FromChild, { type: 'succeeded' | 'canceled' | 'failed' }>
-  | { type: 'crashed'; error: RunError };
+  | Extract<FromChild, { type: 'succeeded' | 'canceled' | 'stopped' | 'failed' }>
+  /** The process died. `beforeFirstStep`: it never reported a step in this attempt. */
+  | { type: 'crashed'; error: RunError; outOfMemory: boolean; beforeFirstStep: boolean };
 
 export type BackendReport = { name: BackendName; device: string; skipped: string[] };
 
@@ -19,6 +20,7 @@ export class TrainingProcess {
   onMessage: (m: FromChild) => void;
   private readonly child: ChildProcess;
   private final: TrainingResult | undefined;
+  private stepped = false;
 
   constructor(onMessage: (m: FromChild) => void = () => {}) {
     this.onMessage = onMessage;
@@ -28,17 +30,25 @@ export class TrainingProcess {
     });
     this.result = new Promise((resolve) => {
       this.child.on('message', (m: FromChild) => {
-        if (m.type === 'succeeded' || m.type === 'canceled' || m.type === 'failed') this.final = m;
-        else this.onMessage(m);
+        if (m.type === 'succeeded' || m.type === 'canceled' || m.type === 'stopped' || m.type === 'failed')
+          this.final = m;
+        else {
+          if (m.type === 'progress') this.stepped = true;
+          this.onMessage(m);
+        }
       });
       // 'close' comes after the process has exited and its IPC channel has delivered everything.
       this.child.on('close', (code, signal) => {
+        // V8 aborts (SIGABRT, exit 134) when its heap is exhausted.
+        const outOfMemory = signal === 'SIGABRT' || code === 134;
         resolve(
           this.final ?? {
             type: 'crashed',
+            outOfMemory,
+            beforeFirstStep: !this.stepped,
             error: {
-              code: 'RETORT_WORKER_LOST',
-              message: `the training process ended unexpectedly (${signal ? `signal ${signal}` : `exit code ${code}`})`,
+              code: outOfMemory ? 'RETORT_OUT_OF_MEMORY' : 'RETORT_WORKER_LOST',
+              message: `the training process ${outOfMemory ? 'ran out of memory' : 'ended unexpectedly'} (${signal ? `signal ${signal}` : `exit code ${code}`})`,
             },
           },
         );
@@ -53,6 +63,11 @@ export class TrainingProcess {
 
   cancel(): void {
     this.send({ type: 'cancel' });
+  }
+
+  /** Checkpoint before the next step, then stop. */
+  stop(): void {
+    this.send({ type: 'stop' });
   }
 
   kill(): void {

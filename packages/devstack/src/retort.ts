@@ -80,20 +80,20 @@ export async function startRetort(o: RetortStackOptions): Promise<RetortStack> {
     await Promise.all(workers.map((w) => stopProcess(w)));
     await stopProcess(api);
   };
-  const liveWorkers = async () => {
+  const workerIds = async (): Promise<string[]> => {
     const res = await fetch(`${baseUrl}/v1/workers`, { headers: { authorization: `Bearer ${adminKey}` } });
-    return res.ok ? ((await res.json()) as unknown[]).length : 0;
+    return res.ok ? ((await res.json()) as { id: string }[]).map((w) => w.id) : [];
   };
   const addWorker = async () => {
-    const before = await liveWorkers();
     const w = start(WORKER_MAIN, `worker-${workers.length + 1}.log`);
     workers.push(w);
+    // A worker's default id ends with its pid.
     await waitFor(
-      'a worker to register',
+      `worker ${w.pid} to register`,
       async () => {
         if (w.exitCode !== null)
           throw new Error(`worker exited with code ${w.exitCode}${o.logDir ? ` (see ${o.logDir})` : ''}`);
-        return (await liveWorkers()) > before;
+        return (await workerIds()).some((id) => id.endsWith(`-${w.pid}`));
       },
       60_000,
     );

@@ -4,12 +4,14 @@ import { bullPriority, type ControlMessage, controlChannel, RUN_JOB, type RunJob
 
 export interface EnqueueRun {
   runId: string;
+  dispatch: number;
   pool: string;
   priority: number;
-  maxAttempts: number;
+  /** Wait this long before the entry can be taken (retry backoff). */
+  delayMs?: number;
 }
 
-/** Enqueues runs and sends control signals. One instance per API process. */
+/** Enqueues runs, inspects their entries and sends control signals. */
 export class RunProducer {
   private readonly queues = new Map<string, Queue<RunJobPayload>>();
 
@@ -27,40 +29,42 @@ export class RunProducer {
     return q;
   }
 
-  /** The job id is the run id, so enqueueing a run twice never makes two jobs. */
+  /** One entry per dispatch (its id names both), so enqueueing a dispatch twice never makes two jobs. */
   async enqueue(r: EnqueueRun): Promise<void> {
     await this.queue(r.pool).add(
       RUN_JOB.name,
-      { runId: r.runId },
+      { runId: r.runId, dispatch: r.dispatch },
       {
-        jobId: r.runId,
+        jobId: RUN_JOB.jobId(r.runId, r.dispatch),
         priority: bullPriority(r.priority),
-        attempts: r.maxAttempts,
-        backoff: RUN_JOB.backoff,
+        attempts: 1,
+        ...(r.delayMs ? { delay: r.delayMs } : {}),
         removeOnComplete: true,
         removeOnFail: { age: 7 * 24 * 3600 },
       },
     );
   }
 
-  /** Removes a queued run's job; false when it is not waiting (already taken, or gone). */
-  async removeQueued(pool: string, runId: string): Promise<boolean> {
-    const job = await this.queue(pool).getJob(runId);
+  /** Removes a waiting entry; false when it is not there or a worker holds it. */
+  async removeQueued(pool: string, runId: string, dispatch: number): Promise<boolean> {
+    const job = await this.queue(pool).getJob(RUN_JOB.jobId(runId, dispatch));
     if (!job) return false;
     try {
       await job.remove();
       return true;
     } catch {
-      return false; // locked by a worker: it will see the run is canceled when it claims it
+      return false; // locked by a worker: its claim will find the run canceled or paused
     }
+  }
+
+  /** The BullMQ state of a dispatch's entry, or `missing`. */
+  async jobState(pool: string, runId: string, dispatch: number): Promise<string> {
+    const job = await this.queue(pool).getJob(RUN_JOB.jobId(runId, dispatch));
+    return job ? await job.getState() : 'missing';
   }
 
   async sendControl(msg: ControlMessage): Promise<void> {
     await this.redis.publish(controlChannel(this.prefix), JSON.stringify(msg));
-  }
-
-  async depth(pool: string): Promise<number> {
-    return this.queue(pool).count();
   }
 
   async close(): Promise<void> {

@@ -20,18 +20,22 @@ export function createRunWorker(opts: {
   prefix: string;
   pool: string;
   handler: RunJobHandler;
+  /** Default RUN_JOB.lockDurationMs; stalled jobs are looked for as often. */
+  lockDurationMs?: number;
 }): Worker<RunJobPayload> {
+  const lockDuration = opts.lockDurationMs ?? RUN_JOB.lockDurationMs;
   return new Worker<RunJobPayload>(
     RUN_JOB.queueName(opts.pool),
     async (job) => {
-      if (!isRunJobPayload(job.data)) throw new Error(`job ${job.id} has no run id`);
+      if (!isRunJobPayload(job.data)) throw new Error(`job ${job.id} has no run id and dispatch`);
       await opts.handler(job.data, job);
     },
     {
       connection: createRedis(opts.redisUrl, `retort-worker-${opts.pool}`),
       prefix: opts.prefix,
       concurrency: 1,
-      lockDuration: RUN_JOB.lockDurationMs,
+      lockDuration,
+      stalledInterval: lockDuration,
       maxStalledCount: RUN_JOB.maxStalledCount,
       autorun: false,
     },
@@ -52,7 +56,7 @@ export async function subscribeControl(
     if (ch !== channel) return;
     try {
       const m = JSON.parse(raw) as ControlMessage;
-      if (m?.type === 'cancel' && typeof m.runId === 'string') onMessage(m);
+      if ((m?.type === 'cancel' || m?.type === 'pause') && typeof m.runId === 'string') onMessage(m);
     } catch {
       // not ours
     }

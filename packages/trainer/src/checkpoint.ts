@@ -83,7 +83,10 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
     throw bad('no header');
   }
   if (header.magic !== MAGIC) throw bad('not a Retort checkpoint');
-  const map = tf.io.decodeWeights(bytes.slice(4 + len).buffer, header.specs);
+  // A copy, at offset 0 of a buffer of its own: `bytes` may be a Buffer (its slice() is a view)
+  // sitting at an offset in a larger buffer, as IPC and Postgres hand them out.
+  const data = new Uint8Array(bytes.subarray(4 + len)).buffer;
+  const map = tf.io.decodeWeights(data, header.specs);
   return {
     position: header.position,
     tensors: header.specs.map((s) => ({ name: s.name, tensor: map[s.name]! })),

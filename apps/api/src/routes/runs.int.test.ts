@@ -98,9 +98,9 @@ describe('runs API', () => {
     expect(run.progress).toEqual({ epoch: 0, step: 0, totalSteps: null });
     expect((await get(`/v1/runs/${run.id}`)).json()).toEqual(run);
     const q = new Queue('runs-default', { connection: t.redis, prefix: t.prefix });
-    const job = await q.getJob(run.id);
+    const job = await q.getJob(`${run.id}.1`);
     await q.close();
-    expect(job?.data).toEqual({ runId: run.id });
+    expect(job?.data).toEqual({ runId: run.id, dispatch: 1 });
   });
 
   it('returns the first run for a repeated Idempotency-Key, never a second one', async () => {
@@ -155,11 +155,52 @@ describe('runs API', () => {
     expect(res.json()).toMatchObject({ id: run.id, status: 'canceled' });
     expect(res.json().finishedAt).not.toBeNull();
     const q = new Queue('runs-default', { connection: t.redis, prefix: t.prefix });
-    expect(await q.getJob(run.id)).toBeUndefined();
+    expect(await q.getJob(`${run.id}.1`)).toBeUndefined();
     await q.close();
     const again = await t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/cancel`, headers: t.auth });
     expect(again.statusCode).toBe(409);
     expect(again.json().code).toBe('RETORT_INVALID_TRANSITION');
+  });
+
+  it('pauses and resumes a queued run, each move a status event, with one queue entry per dispatch', async () => {
+    const run = (await post(spec())).json();
+    const act = (action: string) =>
+      t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/${action}`, headers: t.auth });
+    const q = new Queue('runs-default', { connection: t.redis, prefix: t.prefix });
+    const paused = await act('pause');
+    expect(paused.json()).toMatchObject({ status: 'paused' });
+    expect(await q.getJob(`${run.id}.1`)).toBeUndefined();
+    expect((await act('pause')).json()).toMatchObject({ status: 'paused' }); // again: nothing changes
+    expect((await act('retry')).statusCode).toBe(409);
+    const resumed = await act('resume');
+    expect(resumed.json()).toMatchObject({ status: 'queued' });
+    expect((await q.getJob(`${run.id}.2`))?.data).toEqual({ runId: run.id, dispatch: 2 });
+    expect((await act('resume')).json()).toMatchObject({ code: 'RETORT_INVALID_TRANSITION' });
+    await q.close();
+    const events = await t.db.prisma.runEvent.findMany({
+      where: { runId: run.id, type: 'status' },
+      orderBy: { id: 'asc' },
+    });
+    expect(events.map((e) => (e.data as { status: string }).status)).toEqual(['queued', 'paused', 'queued']);
+    expect(
+      events.every(
+        (e) => typeof (e.data as { reason?: string }).reason === 'string' && e.createdAt instanceof Date,
+      ),
+    ).toBe(true);
+  });
+
+  it('retries a failed run as a new dispatch, and only a failed one', async () => {
+    const run = (await post(spec())).json();
+    await t.db.prisma.run.update({
+      where: { id: run.id },
+      data: { status: 'failed', error: { code: 'RETORT_WORKER_LOST', message: 'x' }, retries: 2 },
+    });
+    const res = await t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/retry`, headers: t.auth });
+    expect(res.json()).toMatchObject({ status: 'queued', error: null });
+    const row = await t.db.prisma.run.findUniqueOrThrow({ where: { id: run.id } });
+    expect({ dispatch: row.dispatch, retries: row.retries }).toEqual({ dispatch: 2, retries: 0 });
+    const again = await t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/retry`, headers: t.auth });
+    expect(again.statusCode).toBe(409);
   });
 
   it('serves metrics by name, from a step, and downsampled to maxPoints', async () => {

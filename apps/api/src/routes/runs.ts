@@ -1,4 +1,13 @@
-import { type Db, getRun, listRuns, requestCancel, toRunResource } from '@retort/db';
+import {
+  type Db,
+  getRun,
+  listRuns,
+  requestCancel,
+  requestPause,
+  resumeRun,
+  retryRun,
+  toRunResource,
+} from '@retort/db';
 import type { RunProducer } from '@retort/queue';
 import {
   ErrorBodySchema,
@@ -11,7 +20,7 @@ import {
 } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
+import { applyTransition, contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
 
 const IdParams = Type.Object({ id: Type.String() });
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -136,25 +145,48 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
       toRunResource(await getRun(deps.db, request.identity.teamId, checkRunId(request.params.id))),
   );
 
-  app.post<{ Params: { id: string } }>(
-    '/v1/runs/:id/cancel',
-    {
-      config: { scope: 'runs:write' },
-      schema: {
-        summary: 'Cancel a run',
-        description:
-          'A queued run is canceled at once and never starts; a running one stops before its next step and ends `canceled`. ' +
-          '409 when the run has already ended.',
-        params: IdParams,
-        response: { 200: RunSchema, ...errors },
+  const lifecycle = (action: 'cancel' | 'pause' | 'resume' | 'retry', description: string) =>
+    app.post<{ Params: { id: string } }>(
+      `/v1/runs/:id/${action}`,
+      {
+        config: { scope: 'runs:write' },
+        schema: {
+          summary: `${action[0]!.toUpperCase()}${action.slice(1)} a run`,
+          description,
+          params: IdParams,
+          response: { 200: RunSchema, ...errors },
+        },
       },
-    },
-    async (request) => {
-      const id = checkRunId(request.params.id);
-      const { run, immediate } = await requestCancel(deps.db, request.identity.teamId, id);
-      if (immediate) await deps.producer.removeQueued(run.pool, id).catch(() => false);
-      else await deps.producer.sendControl({ type: 'cancel', runId: id }).catch(() => {});
-      return toRunResource(run);
-    },
+      async (request) => {
+        const id = checkRunId(request.params.id);
+        const teamId = request.identity.teamId;
+        const t =
+          action === 'cancel'
+            ? await requestCancel(deps.db, teamId, id)
+            : action === 'pause'
+              ? await requestPause(deps.db, teamId, id)
+              : action === 'resume'
+                ? await resumeRun(deps.db, teamId, id)
+                : await retryRun(deps.db, teamId, id);
+        await applyTransition(deps, t, action === 'pause' ? 'pause' : 'cancel');
+        return toRunResource(t.run);
+      },
+    );
+
+  lifecycle(
+    'cancel',
+    'A queued or paused run is canceled at once (a queued one never starts); a running one stops before its next step and ends `canceled`. 409 once the run has ended.',
+  );
+  lifecycle(
+    'pause',
+    'A queued run is paused at once; a running one checkpoints before its next step, leaves its worker and becomes `paused`. Pausing a paused run does nothing. 409 otherwise.',
+  );
+  lifecycle(
+    'resume',
+    'A paused run goes back on the queue and continues from its checkpoint. 409 unless the run is paused.',
+  );
+  lifecycle(
+    'retry',
+    'A failed run goes back on the queue and continues from its last checkpoint, with its retries counted afresh. 409 unless the run failed.',
   );
 }

@@ -1,4 +1,4 @@
-import { createRun, type Db, getRunById, type RunRow } from '@retort/db';
+import { createRun, type Db, getRunById, type RunRow, type Transition } from '@retort/db';
 import type { RunProducer } from '@retort/queue';
 import { checkSpecUris, type ErrorDetail, RetortError, type RunSpec, type UriPolicy } from '@retort/spec';
 
@@ -7,6 +7,7 @@ export interface SubmitDeps {
   producer: RunProducer;
   policy: UriPolicy;
   checkUris: boolean;
+  log?: { warn(obj: object, msg: string): void };
 }
 
 /** Problems a spec can only have in the context of this server: URIs, teacher runs. */
@@ -50,20 +51,29 @@ export async function submitRun(
   }
   const { run, created } = await createRun(deps.db, { teamId, spec, idempotencyKey });
   if (!created) return { run, created };
-  try {
-    await deps.producer.enqueue({
-      runId: run.id,
-      pool: spec.resources.pool,
-      priority: spec.priority,
-      maxAttempts: spec.training.maxAttempts,
-    });
-  } catch {
-    // Nothing half-done is left behind: the client may retry with the same idempotency key.
-    await deps.db.prisma.run.delete({ where: { id: run.id } }).catch(() => {});
-    throw new RetortError(
-      'RETORT_DEPENDENCY_UNAVAILABLE',
-      'The run queue (Redis) is unavailable; the run was not submitted. Try again shortly.',
+  // Postgres holds the run now; if Redis cannot take the queue entry, the reconciler adds it later.
+  await deps.producer
+    .enqueue({ runId: run.id, dispatch: run.dispatch, pool: spec.resources.pool, priority: spec.priority })
+    .catch((e) =>
+      deps.log?.warn({ runId: run.id, err: String(e) }, 'could not enqueue; the reconciler will'),
     );
-  }
   return { run, created };
+}
+
+/** Carries out what a lifecycle transition asks of the queue: remove, add, or signal the worker. */
+export async function applyTransition(
+  deps: SubmitDeps,
+  t: Transition,
+  signal: 'cancel' | 'pause',
+): Promise<void> {
+  const { run } = t;
+  if (t.dequeue) await deps.producer.removeQueued(run.pool, run.id, run.dispatch).catch(() => false);
+  if (t.enqueue) {
+    await deps.producer
+      .enqueue({ runId: run.id, dispatch: run.dispatch, pool: run.pool, priority: run.priority })
+      .catch((e) =>
+        deps.log?.warn({ runId: run.id, err: String(e) }, 'could not enqueue; the reconciler will'),
+      );
+  }
+  if (t.signalWorker) await deps.producer.sendControl({ type: signal, runId: run.id }).catch(() => {});
 }

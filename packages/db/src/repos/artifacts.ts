@@ -29,6 +29,7 @@ export interface PutArtifact {
   name: string;
   contentType?: string;
   bytes: Uint8Array;
+  metadata?: Record<string, unknown>;
 }
 
 /**
@@ -52,8 +53,8 @@ export async function putArtifact(db: Db, a: PutArtifact): Promise<ArtifactResou
       a.name,
     ]);
     const { rows } = await client.query<{ id: string }>(
-      `INSERT INTO artifacts (id, run_id, kind, name, size_bytes, sha256, content_type, chunk_size)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+      `INSERT INTO artifacts (id, run_id, kind, name, size_bytes, sha256, content_type, chunk_size, metadata)
+       VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
       [
         a.runId,
         a.kind,
@@ -62,6 +63,7 @@ export async function putArtifact(db: Db, a: PutArtifact): Promise<ArtifactResou
         sha256,
         a.contentType ?? 'application/octet-stream',
         CHUNK_BYTES,
+        a.metadata ?? null,
       ],
     );
     const id = rows[0]!.id;
@@ -141,18 +143,35 @@ export async function readArtifactByName(
   return readArtifact(db, a.id);
 }
 
-/** Deletes all but the newest `keep` artifacts of a kind (e.g. old checkpoints). */
-export async function keepLatestArtifacts(
-  db: Db,
-  runId: string,
-  kind: ArtifactKind,
-  keep: number,
-): Promise<number> {
+/**
+ * Keeps a run's newest `keep` checkpoints and its best one (highest `valAccuracy` in metadata);
+ * deletes the rest. Returns how many it deleted.
+ */
+export async function pruneCheckpoints(db: Db, runId: string, keep: number): Promise<number> {
   const res = await db.pool.query(
-    `DELETE FROM artifacts WHERE id IN (
-       SELECT id FROM artifacts WHERE run_id = $1 AND kind = $2
-        ORDER BY created_at DESC, name DESC OFFSET $3)`,
-    [runId, kind, keep],
+    `DELETE FROM artifacts WHERE run_id = $1 AND kind = 'checkpoint' AND id NOT IN (
+       (SELECT id FROM artifacts WHERE run_id = $1 AND kind = 'checkpoint'
+         ORDER BY (metadata->>'step')::int DESC NULLS LAST, created_at DESC LIMIT $2)
+       UNION ALL
+       (SELECT id FROM artifacts WHERE run_id = $1 AND kind = 'checkpoint' AND metadata ? 'valAccuracy'
+         ORDER BY (metadata->>'valAccuracy')::float8 DESC, (metadata->>'step')::int DESC LIMIT 1))`,
+    [runId, keep],
   );
   return res.rowCount ?? 0;
+}
+
+/** The run's checkpoint with the highest step, with its bytes; null when it has none. */
+export async function latestCheckpoint(
+  db: Db,
+  runId: string,
+): Promise<{ artifact: ArtifactResource; step: number; bytes: Buffer } | null> {
+  const { rows } = await db.pool.query<{ id: string; step: number }>(
+    `SELECT id, (metadata->>'step')::int AS step FROM artifacts WHERE run_id = $1 AND kind = 'checkpoint'
+      ORDER BY (metadata->>'step')::int DESC NULLS LAST, created_at DESC LIMIT 1`,
+    [runId],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  const a = await db.prisma.artifact.findUniqueOrThrow({ where: { id: row.id } });
+  return { artifact: toArtifactResource(a), step: row.step, bytes: await readArtifact(db, row.id) };
 }

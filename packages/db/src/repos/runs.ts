@@ -34,7 +34,12 @@ export function toRunResource(r: Run): RunResource {
   };
 }
 
-function statusEvent(runId: string, status: RunStatus, reason: string, extra: Record<string, unknown> = {}) {
+export function statusEvent(
+  runId: string,
+  status: RunStatus,
+  reason: string,
+  extra: Record<string, unknown> = {},
+) {
   return { runId, type: 'status', data: { status, reason, ...extra } as Prisma.InputJsonValue };
 }
 
@@ -65,6 +70,8 @@ export async function createRun(
           pool: spec.resources.pool,
           tags: spec.tags,
           idempotencyKey: idempotencyKey ?? null,
+          // The first queue entry is dispatch 1.
+          dispatch: 1,
         },
       });
       await tx.runEvent.create({ data: statusEvent(r.id, 'queued', 'submitted') });
@@ -140,146 +147,6 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   return { createdAt, id };
 }
 
-/**
- * Cancels a run. A queued run is canceled at once (the caller removes its queue entry); a running
- * one is marked, and its worker stops at the next step. Returns what happened.
- */
-export async function requestCancel(
-  db: Db,
-  teamId: string,
-  id: string,
-): Promise<{ run: Run; immediate: boolean }> {
-  return db.prisma.$transaction(async (tx) => {
-    const run = await tx.run.findFirst({ where: { id, teamId } });
-    if (!run) throw new RetortError('RETORT_RUN_NOT_FOUND', `run ${id} not found`);
-    if (run.status === 'queued' || run.status === 'paused') {
-      const done = await tx.run.updateMany({
-        where: { id, status: run.status },
-        data: { status: 'canceled', finishedAt: new Date(), cancelRequestedAt: new Date() },
-      });
-      if (done.count === 1) {
-        await tx.runEvent.create({
-          data: statusEvent(id, 'canceled', 'canceled by request before it started'),
-        });
-        return { run: await tx.run.findUniqueOrThrow({ where: { id } }), immediate: true };
-      }
-    }
-    if (run.status === 'running') {
-      const updated = await tx.run.update({
-        where: { id },
-        data: { cancelRequestedAt: run.cancelRequestedAt ?? new Date() },
-      });
-      if (!run.cancelRequestedAt)
-        await tx.runEvent.create({ data: { runId: id, type: 'cancel-requested', data: {} } });
-      return { run: updated, immediate: false };
-    }
-    throw new RetortError(
-      'RETORT_INVALID_TRANSITION',
-      `run ${id} is ${run.status}; only queued, paused or running runs can be canceled`,
-    );
-  });
-}
-
-/**
- * A worker takes a run: it becomes `running` and its attempt (the fencing token) goes up by one.
- * Returns null when the run is no longer there to take (canceled, finished, gone).
- */
-export async function claimRun(
-  db: Db,
-  id: string,
-  worker: { id: string; backend: string; device: string },
-): Promise<Run | null> {
-  return db.prisma.$transaction(async (tx) => {
-    const claimed = await tx.run.updateMany({
-      where: { id, status: { in: ['queued', 'running'] }, cancelRequestedAt: null },
-      data: {
-        status: 'running',
-        attempt: { increment: 1 },
-        workerId: worker.id,
-        backend: worker.backend,
-        device: worker.device,
-      },
-    });
-    if (claimed.count === 0) return null;
-    let run = await tx.run.findUniqueOrThrow({ where: { id } });
-    if (!run.startedAt) run = await tx.run.update({ where: { id }, data: { startedAt: new Date() } });
-    await tx.runEvent.create({
-      data: statusEvent(id, 'running', 'claimed by a worker', { attempt: run.attempt, worker: worker.id }),
-    });
-    return run;
-  });
-}
-
-/** Records the backend the training process actually chose. Fenced. */
-export async function setRunBackend(
-  db: Db,
-  id: string,
-  attempt: number,
-  backend: string,
-  device: string,
-): Promise<void> {
-  const r = await db.prisma.run.updateMany({
-    where: { id, attempt, status: 'running' },
-    data: { backend, device },
-  });
-  if (r.count === 0) throw new FencedOutError(id, attempt, 'backend');
-}
-
-export async function updateProgress(
-  db: Db,
-  id: string,
-  attempt: number,
-  p: { epoch: number; step: number; totalSteps: number },
-): Promise<{ cancelRequested: boolean }> {
-  const r = await db.prisma.run.updateMany({
-    where: { id, attempt, status: 'running' },
-    data: { epoch: p.epoch, step: p.step, totalSteps: p.totalSteps },
-  });
-  if (r.count === 0) throw new FencedOutError(id, attempt, 'progress');
-  const run = await db.prisma.run.findUnique({ where: { id }, select: { cancelRequestedAt: true } });
-  return { cancelRequested: run?.cancelRequestedAt != null };
-}
-
-/** Ends a run. Fenced: only the attempt that holds the run can end it. */
-export async function finishRun(
-  db: Db,
-  id: string,
-  attempt: number,
-  outcome:
-    | { status: 'succeeded'; summary: RunSummary }
-    | { status: 'failed'; error: RunError }
-    | { status: 'canceled'; reason: string },
-): Promise<Run> {
-  return db.prisma.$transaction(async (tx) => {
-    const data: Prisma.RunUpdateManyMutationInput = { status: outcome.status, finishedAt: new Date() };
-    if (outcome.status === 'succeeded') data.summary = outcome.summary as unknown as Prisma.InputJsonValue;
-    if (outcome.status === 'failed') data.error = outcome.error as unknown as Prisma.InputJsonValue;
-    const r = await tx.run.updateMany({ where: { id, attempt, status: 'running' }, data });
-    if (r.count === 0) throw new FencedOutError(id, attempt, `final status ${outcome.status}`);
-    const reason =
-      outcome.status === 'succeeded'
-        ? 'training finished'
-        : outcome.status === 'failed'
-          ? outcome.error.message
-          : outcome.reason;
-    const extra = outcome.status === 'failed' ? { code: outcome.error.code } : {};
-    await tx.runEvent.create({ data: statusEvent(id, outcome.status, reason, { attempt, ...extra }) });
-    return tx.run.findUniqueOrThrow({ where: { id } });
-  });
-}
-
-/** Fails a run that no worker holds (e.g. it cannot be enqueued). */
-export async function failUnclaimedRun(db: Db, id: string, error: RunError): Promise<void> {
-  await db.prisma.$transaction(async (tx) => {
-    const r = await tx.run.updateMany({
-      where: { id, status: 'queued' },
-      data: { status: 'failed', finishedAt: new Date(), error: error as unknown as Prisma.InputJsonValue },
-    });
-    if (r.count === 1)
-      await tx.runEvent.create({ data: statusEvent(id, 'failed', error.message, { code: error.code }) });
-  });
-}
-
 export async function addRunEvent(
   db: Db,
   runId: string,
@@ -287,19 +154,4 @@ export async function addRunEvent(
   data: Record<string, unknown>,
 ): Promise<void> {
   await db.prisma.runEvent.create({ data: { runId, type, data: data as Prisma.InputJsonValue } });
-}
-
-/**
- * Hands a run back to the queue after its attempt ended without a verdict (the training process
- * died, the worker is shutting down). Fenced: only the attempt that holds it can.
- */
-export async function requeueRun(db: Db, id: string, attempt: number, reason: string): Promise<void> {
-  await db.prisma.$transaction(async (tx) => {
-    const r = await tx.run.updateMany({
-      where: { id, attempt, status: 'running' },
-      data: { status: 'queued', workerId: null },
-    });
-    if (r.count === 0) throw new FencedOutError(id, attempt, 'requeue');
-    await tx.runEvent.create({ data: statusEvent(id, 'queued', reason, { attempt }) });
-  });
 }
