@@ -220,7 +220,7 @@ describe('runs survive crashes, restarts and lost queues', { timeout: 180_000 },
       where: { runId: run.id, type: 'status' },
       orderBy: { id: 'asc' },
     });
-    expect((events[2]?.data as { reason: string }).reason).toMatch(
+    expect((events[2]!.data as { reason: string }).reason).toMatch(
       /the worker shut down; checkpointed at step \d+/,
     );
   });

@@ -345,7 +345,7 @@ export async function requeueAbandoned(
 ): Promise<Run | null> {
   return db.prisma.$transaction(async (tx) => {
     const run = await lockRun(tx, id).catch(() => null);
-    if (!run || run.status !== 'running' || run.attempt !== attempt) return null;
+    if (run?.status !== 'running' || run.attempt !== attempt) return null;
     return backToQueue(tx, run, reason, { lost: true });
   });
 }
@@ -359,7 +359,7 @@ export async function redispatchQueued(
 ): Promise<Run | null> {
   return db.prisma.$transaction(async (tx) => {
     const run = await lockRun(tx, id).catch(() => null);
-    if (!run || run.status !== 'queued' || run.dispatch !== dispatch) return null;
+    if (run?.status !== 'queued' || run.dispatch !== dispatch) return null;
     const updated = await tx.run.update({ where: { id }, data: { dispatch: { increment: 1 } } });
     await tx.runEvent.create({
       data: { runId: id, type: 'redispatched', data: { reason, dispatch: updated.dispatch } },

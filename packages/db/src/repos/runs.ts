@@ -7,7 +7,6 @@ import {
   type RunSummary,
 } from '@retort/spec';
 import type { Db } from '../client.js';
-import { FencedOutError } from '../client.js';
 import type { Prisma, Run } from '../generated/prisma/client.js';
 
 export type RunRow = Run;
