@@ -1,6 +1,6 @@
 export * from './errors.js';
 export * from './resources.js';
 export * from './run-spec.js';
-export * from './schema.js';
+export * from './schema/index.js';
 export * from './uris.js';
 export * from './validate.js';

@@ -8,6 +8,15 @@ export const TerminalStatuses: readonly RunStatus[] = ['succeeded', 'failed', 'c
 
 export const ModelSummarySchema = Type.Object({
   accuracy: Type.Number({ description: 'Top-1 accuracy on the validation set.' }),
+  top5Accuracy: Type.Number({
+    description: 'Share of validation examples whose label is among the 5 highest scores.',
+  }),
+  perClass: Type.Array(
+    Type.Object({ class: Type.Integer(), examples: Type.Integer(), accuracy: Type.Number() }),
+    {
+      description: 'Accuracy on the validation examples of each class.',
+    },
+  ),
   params: Type.Integer(),
   latencyMs: Type.Number({
     description:
@@ -42,6 +51,12 @@ export const RunSummarySchema = Type.Object({
   }),
   samplesPerSecond: Type.Number({ description: 'Training examples processed per second of trainSeconds.' }),
   backend: Type.String(),
+  bestEpoch: Type.Optional(
+    Type.Integer({ description: 'With early stopping: the epoch whose weights are the result.' }),
+  ),
+  stoppedEarly: Type.Optional(
+    Type.Boolean({ description: 'With early stopping: whether it stopped before training.epochs.' }),
+  ),
 });
 export type ModelSummary = Static<typeof ModelSummarySchema>;
 export type RunSummary = Static<typeof RunSummarySchema>;

@@ -1,4 +1,4 @@
-import type { IdxDatasetSpec } from './schema.js';
+import type { IdxDatasetSpec } from './schema/index.js';
 
 /**
  * A run spec after validation, with every default filled in. This is what is stored on the run,
@@ -20,6 +20,9 @@ export interface RunSpec {
     batchSize: number;
     maxSteps?: number;
     optimizer: OptimizerSpec;
+    schedule: ScheduleSpec;
+    warmupSteps: number;
+    earlyStopping?: EarlyStoppingSpec;
     seed: number;
     checkpointEvery: { steps: number } | { epochs: number };
     maxAttempts: number;
@@ -53,10 +56,19 @@ export interface CustomStudentSpec {
   format: 'tfjs-layers';
 }
 
-export type LossSpec = KdLossSpec | CeLossSpec;
+export type LossSpec = KdLossSpec | CeLossSpec | DkdLossSpec;
+/** A fixed temperature, or one annealed from `from` to `to` over the run. */
+export type TemperatureSpec = number | { from: number; to: number; schedule: 'linear' | 'cosine' };
 export interface KdLossSpec {
   type: 'kd';
   weight: number;
+  temperature: TemperatureSpec;
+}
+export interface DkdLossSpec {
+  type: 'dkd';
+  weight: number;
+  alpha: number;
+  beta: number;
   temperature: number;
 }
 export interface CeLossSpec {
@@ -66,7 +78,19 @@ export interface CeLossSpec {
 
 export type OptimizerSpec =
   | { type: 'adam'; learningRate: number }
-  | { type: 'sgd'; learningRate: number; momentum: number };
+  | { type: 'adamw'; learningRate: number; weightDecay: number }
+  | { type: 'sgd'; learningRate: number; momentum: number; nesterov: boolean };
+
+export type ScheduleSpec =
+  | { type: 'constant' }
+  | { type: 'step'; everyEpochs: number; gamma: number }
+  | { type: 'cosine'; minLearningRate: number };
+
+export interface EarlyStoppingSpec {
+  metric: 'val_accuracy' | 'val_loss';
+  patience: number;
+  minDelta: number;
+}
 
 export const DEFAULTS = {
   mlpHidden: [128],
@@ -76,6 +100,11 @@ export const DEFAULTS = {
   scale: 1 / 255,
   validationSplit: 0.1,
   kdTemperature: 4,
+  dkdAlpha: 1,
+  dkdBeta: 8,
+  adamwWeightDecay: 0.01,
+  stepGamma: 0.1,
+  patience: 3,
   distillLosses: [
     { type: 'kd', weight: 0.9, temperature: 4 },
     { type: 'ce', weight: 0.1 },

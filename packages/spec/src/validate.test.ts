@@ -142,7 +142,7 @@ describe('validateSpec', () => {
         }),
         { path: '/data/validation/split', message: 'must be < 1' },
         expect.objectContaining({ path: '/distillation/losses/0/temperatur' }),
-        { path: '/distillation/losses/1', message: 'has type "mse"; expected one of "kd", "ce"' },
+        { path: '/distillation/losses/1', message: 'has type "mse"; expected one of "kd", "ce", "dkd"' },
       ]),
     );
     expect(result.errors).toHaveLength(5);
@@ -173,6 +173,61 @@ describe('validateSpec', () => {
       '/distillation/losses/0/type',
       '/distillation/losses/2/type',
     ]);
+  });
+
+  it('fills defaults for the optimizers, schedules, early stopping and the loss variants', () => {
+    const spec = parseSpec({
+      teacher: { run: '6f1c1f3e-8d7a-4a53-9a55-1b2a3c4d5e6f' },
+      student: { preset: 'mlp' },
+      data: { train: apiExample.data.train },
+      distillation: {
+        losses: [
+          { type: 'kd', temperature: { from: 8, to: 2 } },
+          { type: 'dkd', weight: 0.5 },
+        ],
+      },
+      training: {
+        optimizer: { type: 'adamw' },
+        schedule: { type: 'step', everyEpochs: 2 },
+        earlyStopping: {},
+      },
+    });
+    expect(spec.distillation.losses).toEqual([
+      { type: 'kd', weight: 1, temperature: { from: 8, to: 2, schedule: 'linear' } },
+      { type: 'dkd', weight: 0.5, alpha: 1, beta: 8, temperature: 4 },
+    ]);
+    expect(spec.training).toMatchObject({
+      optimizer: { type: 'adamw', learningRate: 0.001, weightDecay: 0.01 },
+      schedule: { type: 'step', everyEpochs: 2, gamma: 0.1 },
+      warmupSteps: 0,
+      earlyStopping: { metric: 'val_accuracy', patience: 3, minDelta: 0 },
+    });
+    expect(
+      parseSpec({ kind: 'train', student: { preset: 'mlp' }, data: { train: apiExample.data.train } })
+        .training.schedule,
+    ).toEqual({
+      type: 'constant',
+    });
+  });
+
+  it('asks for momentum with Nesterov, and a teacher for dkd', () => {
+    const r = validateSpec({
+      kind: 'train',
+      student: { preset: 'mlp' },
+      data: { train: apiExample.data.train },
+      distillation: { losses: [{ type: 'dkd' }] },
+      training: { optimizer: { type: 'sgd', nesterov: true } },
+    });
+    expect(r).toEqual({
+      ok: false,
+      errors: [
+        {
+          path: '/distillation/losses/0/type',
+          message: '"dkd" needs a teacher; kind "train" learns from labels alone',
+        },
+        { path: '/training/optimizer/nesterov', message: 'needs momentum above 0' },
+      ],
+    });
   });
 
   it('rejects a body that is not an object', () => {

@@ -1,8 +1,15 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { type ErrorDetail, RetortError } from './errors.js';
-import { DEFAULTS, type LossSpec, type OptimizerSpec, type RunSpec, type StudentSpec } from './run-spec.js';
-import { type RunSpecInput, RunSpecSchema, type UnionBranchHint } from './schema.js';
+import {
+  DEFAULTS,
+  type LossSpec,
+  type OptimizerSpec,
+  type RunSpec,
+  type ScheduleSpec,
+  type StudentSpec,
+} from './run-spec.js';
+import { type RunSpecInput, RunSpecSchema, type UnionBranchHint } from './schema/index.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 type AddFormats = typeof addFormatsModule.default;
@@ -67,10 +74,10 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
       if (seen.has(loss.type))
         out.push({ path: `/distillation/losses/${i}/type`, message: `"${loss.type}" is listed twice` });
       seen.add(loss.type);
-      if (kind === 'train' && loss.type === 'kd') {
+      if (kind === 'train' && TEACHER_LOSSES.includes(loss.type)) {
         out.push({
           path: `/distillation/losses/${i}/type`,
-          message: '"kd" needs a teacher; kind "train" learns from labels alone',
+          message: `"${loss.type}" needs a teacher; kind "train" learns from labels alone`,
         });
       }
     });
@@ -78,8 +85,15 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
       out.push({ path: '/distillation/losses', message: 'at least one loss must have a weight above 0' });
     }
   }
+  const opt = spec.training?.optimizer;
+  if (isObject(opt) && opt.type === 'sgd' && opt.nesterov === true && !((opt.momentum ?? 0) > 0)) {
+    out.push({ path: '/training/optimizer/nesterov', message: 'needs momentum above 0' });
+  }
   return out;
 }
+
+/** Losses that compare the student with a teacher. */
+const TEACHER_LOSSES = ['kd', 'dkd'];
 
 function withDefaults(input: RunSpecInput): RunSpec {
   const kind = input.kind ?? 'distill';
@@ -102,6 +116,8 @@ function withDefaults(input: RunSpecInput): RunSpec {
       epochs: t.epochs ?? DEFAULTS.epochs,
       batchSize: t.batchSize ?? DEFAULTS.batchSize,
       optimizer: optimizerWithDefaults(t.optimizer),
+      schedule: scheduleWithDefaults(t.schedule),
+      warmupSteps: t.warmupSteps ?? 0,
       seed: t.seed ?? DEFAULTS.seed,
       checkpointEvery: t.checkpointEvery ?? { epochs: 1 },
       maxAttempts: t.maxAttempts ?? DEFAULTS.maxAttempts,
@@ -113,6 +129,13 @@ function withDefaults(input: RunSpecInput): RunSpec {
   if (input.teacher) spec.teacher = input.teacher;
   if (input.data.preprocess?.shape) spec.data.preprocess.shape = input.data.preprocess.shape;
   if (t.maxSteps !== undefined) spec.training.maxSteps = t.maxSteps;
+  if (t.earlyStopping) {
+    spec.training.earlyStopping = {
+      metric: t.earlyStopping.metric ?? 'val_accuracy',
+      patience: t.earlyStopping.patience ?? DEFAULTS.patience,
+      minDelta: t.earlyStopping.minDelta ?? 0,
+    };
+  }
   return spec;
 }
 
@@ -135,22 +158,56 @@ function studentWithDefaults(s: RunSpecInput['student']): StudentSpec {
   };
 }
 
-function lossWithDefaults(l: { type: string; weight?: number; temperature?: number }): LossSpec {
-  if (l.type === 'kd')
-    return { type: 'kd', weight: l.weight ?? 1, temperature: l.temperature ?? DEFAULTS.kdTemperature };
-  return { type: 'ce', weight: l.weight ?? 1 };
+type LossInput = NonNullable<RunSpecInput['distillation']>['losses'][number];
+type TrainingInput = NonNullable<RunSpecInput['training']>;
+
+function lossWithDefaults(l: LossInput): LossSpec {
+  switch (l.type) {
+    case 'kd': {
+      const t = l.temperature ?? DEFAULTS.kdTemperature;
+      return {
+        type: 'kd',
+        weight: l.weight ?? 1,
+        temperature: typeof t === 'number' ? t : { ...t, schedule: t.schedule ?? 'linear' },
+      };
+    }
+    case 'dkd':
+      return {
+        type: 'dkd',
+        weight: l.weight ?? 1,
+        alpha: l.alpha ?? DEFAULTS.dkdAlpha,
+        beta: l.beta ?? DEFAULTS.dkdBeta,
+        temperature: l.temperature ?? DEFAULTS.kdTemperature,
+      };
+    case 'ce':
+      return { type: 'ce', weight: l.weight ?? 1 };
+  }
 }
 
-function optimizerWithDefaults(
-  o: { type: 'adam' | 'sgd'; learningRate?: number; momentum?: number } | undefined,
-): OptimizerSpec {
-  if (o?.type === 'sgd')
+function optimizerWithDefaults(o: TrainingInput['optimizer']): OptimizerSpec {
+  if (o?.type === 'sgd') {
     return {
       type: 'sgd',
       learningRate: o.learningRate ?? DEFAULTS.sgdLearningRate,
       momentum: o.momentum ?? 0,
+      nesterov: o.nesterov ?? false,
     };
+  }
+  if (o?.type === 'adamw') {
+    return {
+      type: 'adamw',
+      learningRate: o.learningRate ?? DEFAULTS.adamLearningRate,
+      weightDecay: o.weightDecay ?? DEFAULTS.adamwWeightDecay,
+    };
+  }
   return { type: 'adam', learningRate: o?.learningRate ?? DEFAULTS.adamLearningRate };
+}
+
+function scheduleWithDefaults(s: TrainingInput['schedule']): ScheduleSpec {
+  if (s?.type === 'step')
+    return { type: 'step', everyEpochs: s.everyEpochs, gamma: s.gamma ?? DEFAULTS.stepGamma };
+  if (s?.type === 'cosine') return { type: 'cosine', minLearningRate: s.minLearningRate ?? 0 };
+  return { type: 'constant' };
 }
 
 // ---------------------------------------------------------------- error reporting

@@ -46,7 +46,7 @@ describe('checkpoints', () => {
 
     const b = model(2);
     const optB = tf.train.adam(0.01);
-    const position = await restoreCheckpoint(view, b, optB);
+    const { position } = await restoreCheckpoint(view, b, optB);
     expect(position).toEqual({ step: 3, epoch: 0, batchInEpoch: 3 });
     for (let i = 0; i < 3; i++) {
       step(a, optA);

@@ -38,25 +38,37 @@ function optimizerExtras(optimizer: tf.Optimizer): { name: string; variable: tf.
  * state (Adam's moments, step count and running β products) and the training position. Random
  * state needs no saving: every draw derives from the seed and the step or epoch it is for.
  */
+export interface CheckpointExtras {
+  valAccuracy?: number | undefined;
+  /** More tensors to carry (e.g. the best weights so far), saved as `extra/<name>`. */
+  tensors?: { name: string; tensor: tf.Tensor }[];
+  /** More state, as JSON (e.g. early stopping's counters). */
+  state?: Record<string, unknown>;
+}
+
 export async function encodeCheckpoint(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
   position: TrainingPosition,
-  valAccuracy?: number,
+  extras: CheckpointExtras = {},
 ): Promise<CheckpointData> {
+  const valAccuracy = extras.valAccuracy;
   const modelWeights = model.weights.map((w) => ({ name: `model/${w.originalName}`, tensor: w.read() }));
   const optWeights = (await optimizer.getWeights()).map((w) => ({
     name: `optimizer/${w.name}`,
     tensor: w.tensor,
   }));
-  const extras = optimizerExtras(optimizer).map((e) => ({
+  const optExtras = optimizerExtras(optimizer).map((e) => ({
     name: `optimizer-extra/${e.name}`,
     tensor: e.variable as tf.Tensor,
   }));
-  const { data, specs } = await tf.io.encodeWeights([...modelWeights, ...optWeights, ...extras]);
+  const more = (extras.tensors ?? []).map((t) => ({ name: `extra/${t.name}`, tensor: t.tensor }));
+  const { data, specs } = await tf.io.encodeWeights([...modelWeights, ...optWeights, ...optExtras, ...more]);
   // getWeights hands out the optimizer's variables, plus fresh tensors (its step count) that are ours to free.
   for (const w of optWeights) if (!(w.tensor instanceof tf.Variable)) w.tensor.dispose();
-  const header = new TextEncoder().encode(JSON.stringify({ magic: MAGIC, position, specs }));
+  const header = new TextEncoder().encode(
+    JSON.stringify({ magic: MAGIC, position, specs, state: extras.state ?? {} }),
+  );
   const weights = new Uint8Array(data);
   const bytes = new Uint8Array(4 + header.byteLength + weights.byteLength);
   new DataView(bytes.buffer).setUint32(0, header.byteLength);
@@ -67,6 +79,7 @@ export async function encodeCheckpoint(
 
 export interface DecodedCheckpoint {
   position: TrainingPosition;
+  state: Record<string, unknown>;
   /** Tensors in the order they were saved, by name. */
   tensors: { name: string; tensor: tf.Tensor }[];
 }
@@ -76,7 +89,12 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
     new RetortError('RETORT_CHECKPOINT_INVALID', `the checkpoint cannot be read: ${why}`);
   if (bytes.byteLength < 4) throw bad('too short');
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  let header: { magic: string; position: TrainingPosition; specs: tf.io.WeightsManifestEntry[] };
+  let header: {
+    magic: string;
+    position: TrainingPosition;
+    specs: tf.io.WeightsManifestEntry[];
+    state?: Record<string, unknown>;
+  };
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len)));
   } catch {
@@ -89,8 +107,16 @@ export function decodeCheckpoint(bytes: Uint8Array): DecodedCheckpoint {
   const map = tf.io.decodeWeights(data, header.specs);
   return {
     position: header.position,
+    state: header.state ?? {},
     tensors: header.specs.map((s) => ({ name: s.name, tensor: map[s.name]! })),
   };
+}
+
+export interface Restored {
+  position: TrainingPosition;
+  state: Record<string, unknown>;
+  /** The checkpoint's extra tensors, by name; the caller owns (and disposes) them. */
+  extras: Map<string, tf.Tensor>;
 }
 
 /**
@@ -101,9 +127,10 @@ export async function restoreCheckpoint(
   bytes: Uint8Array,
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
-): Promise<TrainingPosition> {
-  const { position, tensors } = decodeCheckpoint(bytes);
+): Promise<Restored> {
+  const { position, state, tensors } = decodeCheckpoint(bytes);
   const byName = new Map(tensors.map((t) => [t.name, t.tensor]));
+  const extras = new Map<string, tf.Tensor>();
   try {
     for (const w of model.weights) {
       const t = byName.get(`model/${w.originalName}`);
@@ -123,9 +150,11 @@ export async function restoreCheckpoint(
       const t = byName.get(`optimizer-extra/${e.name}`);
       if (t) e.variable.assign(t);
     }
+    for (const t of tensors)
+      if (t.name.startsWith('extra/')) extras.set(t.name.slice('extra/'.length), t.tensor);
   } finally {
     // write() and setWeights() copy into variables; the decoded tensors are ours to free.
-    for (const t of tensors) t.tensor.dispose();
+    for (const t of tensors) if (!t.name.startsWith('extra/')) t.tensor.dispose();
   }
-  return position;
+  return { position, state, extras };
 }

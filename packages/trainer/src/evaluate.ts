@@ -1,7 +1,15 @@
 import type { ModelSummary, RunSummary } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { Datasets } from './data/dataset.js';
-import { accuracy, agreement, expectedCalibrationError, meanKl, medianLatencyMs } from './evaluation.js';
+import {
+  accuracy,
+  agreement,
+  expectedCalibrationError,
+  meanKl,
+  medianLatencyMs,
+  perClassAccuracy,
+  topKAccuracy,
+} from './evaluation.js';
 import { predictLogits, teacherLogits } from './inference.js';
 import type { Teacher } from './models/teacher.js';
 
@@ -53,6 +61,8 @@ export async function summarize(input: SummarizeInput): Promise<RunSummary> {
     )) / batch.n;
   const studentSummary: ModelSummary = {
     accuracy: accuracy(studentLogits, labels, numClasses),
+    top5Accuracy: topKAccuracy(studentLogits, labels, numClasses, 5),
+    perClass: perClassAccuracy(studentLogits, labels, numClasses),
     params: student.countParams(),
     latencyMs: studentLatency,
     ece: expectedCalibrationError(studentLogits, labels, numClasses),
@@ -69,6 +79,8 @@ export async function summarize(input: SummarizeInput): Promise<RunSummary> {
     const teacherLatency = (await medianLatencyMs(() => teacher.logits(batch.x, batch.n), 20, 3)) / batch.n;
     const teacherSummary: ModelSummary = {
       accuracy: accuracy(tLogits, labels, numClasses),
+      top5Accuracy: topKAccuracy(tLogits, labels, numClasses, 5),
+      perClass: perClassAccuracy(tLogits, labels, numClasses),
       params: teacher.params,
       latencyMs: teacherLatency,
       ece: expectedCalibrationError(tLogits, labels, numClasses),

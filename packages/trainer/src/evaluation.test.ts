@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { accuracy, agreement, expectedCalibrationError, meanCrossEntropy, meanKl } from './evaluation.js';
+import {
+  accuracy,
+  agreement,
+  expectedCalibrationError,
+  meanCrossEntropy,
+  meanKl,
+  perClassAccuracy,
+  topKAccuracy,
+} from './evaluation.js';
 
 // Three examples, two classes, as logits.
 const logits = new Float32Array([Math.log(3), 0, 0, Math.log(9), 0, 0]);
@@ -31,5 +39,21 @@ describe('evaluation figures', () => {
     // Confidences 0.75 (right), 0.9 (wrong), 0.5 (wrong), each in its own bin of 15:
     // ECE = (|1 − 0.75| + |0 − 0.9| + |0 − 0.5|) / 3 = 1.65 / 3
     expect(expectedCalibrationError(logits, labels, 2)).toBeCloseTo(1.65 / 3, 6);
+  });
+
+  it('top-k counts a label among the k highest scores', () => {
+    // Three classes; rows rank the label 1st, 2nd and 3rd.
+    const l3 = new Float32Array([3, 2, 1, 2, 3, 1, 3, 2, 1]);
+    const y = new Int32Array([0, 0, 2]);
+    expect(topKAccuracy(l3, y, 3, 1)).toBeCloseTo(1 / 3, 12);
+    expect(topKAccuracy(l3, y, 3, 2)).toBeCloseTo(2 / 3, 12);
+    expect(topKAccuracy(l3, y, 3, 3)).toBe(1);
+  });
+
+  it('per-class accuracy counts each class apart', () => {
+    expect(perClassAccuracy(logits, labels, 2)).toEqual([
+      { class: 0, examples: 2, accuracy: 0.5 },
+      { class: 1, examples: 1, accuracy: 0 },
+    ]);
   });
 });

@@ -106,3 +106,36 @@ export async function medianLatencyMs(
   const mid = Math.floor(times.length / 2);
   return times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
 }
+
+/** Share of rows whose label is among the `topK` highest logits. */
+export function topKAccuracy(logits: Float32Array, labels: Int32Array, k: number, topK: number): number {
+  let hit = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const label = labels[i]!;
+    const own = logits[i * k + label]!;
+    // The label is in the top K when fewer than K classes score strictly higher.
+    let higher = 0;
+    for (let c = 0; c < k && higher < topK; c++) if (logits[i * k + c]! > own) higher++;
+    if (higher < topK) hit++;
+  }
+  return labels.length ? hit / labels.length : 0;
+}
+
+/** Accuracy on the examples of each class (classes with no examples are left out). */
+export function perClassAccuracy(
+  logits: Float32Array,
+  labels: Int32Array,
+  k: number,
+): { class: number; examples: number; accuracy: number }[] {
+  const count = new Array<number>(k).fill(0);
+  const hit = new Array<number>(k).fill(0);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
+    count[l]!++;
+    if (argmaxRow(logits, i, k) === l) hit[l]!++;
+  }
+  const out: { class: number; examples: number; accuracy: number }[] = [];
+  for (let c = 0; c < k; c++)
+    if (count[c]! > 0) out.push({ class: c, examples: count[c]!, accuracy: hit[c]! / count[c]! });
+  return out;
+}

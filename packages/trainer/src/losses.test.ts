@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ceLoss, kdLoss } from './losses.js';
+import { ceLoss, dkdLoss, kdLoss, temperatureAt } from './losses.js';
 
 const value = (t: tf.Scalar) => {
   const v = t.dataSync()[0]!;
@@ -68,6 +68,60 @@ describe('distillation losses', () => {
     }
     expected = (expected / sv.length) * T * T;
     expect(value(kdLoss(tf.tensor2d(sv), tf.tensor2d(tv), T))).toBeCloseTo(expected, 5);
+  });
+
+  it('dkd matches its formula evaluated directly (target and non-target parts, weighted apart)', () => {
+    const sv = [
+      [0.3, -1.2, 2.0, 0.1],
+      [1.5, 0.2, -0.7, 0.9],
+    ];
+    const tv = [
+      [1.1, -0.5, 1.7, 0.0],
+      [0.2, 0.3, -1.0, 2.2],
+    ];
+    const labels = [2, 3];
+    const T = 2;
+    const alpha = 1.5;
+    const beta = 6;
+    const softmax = (row: number[]) => {
+      const e = row.map((x) => Math.exp(x / T));
+      const z = e.reduce((a, b) => a + b, 0);
+      return e.map((x) => x / z);
+    };
+    const kl = (p: number[], q: number[]) => p.reduce((acc, pk, k) => acc + pk * Math.log(pk / q[k]!), 0);
+    let tckd = 0;
+    let nckd = 0;
+    for (let i = 0; i < 2; i++) {
+      const p = softmax(tv[i]!);
+      const q = softmax(sv[i]!);
+      const t = labels[i]!;
+      tckd += kl([p[t]!, 1 - p[t]!], [q[t]!, 1 - q[t]!]);
+      // Renormalised over the classes other than the label.
+      const others = (v: number[]) => {
+        const rest = v.filter((_, k) => k !== t);
+        const z = rest.reduce((a, b) => a + b, 0);
+        return rest.map((x) => x / z);
+      };
+      nckd += kl(others(p), others(q));
+    }
+    const expected = ((alpha * tckd + beta * nckd) / 2) * T * T;
+    const got = dkdLoss(tf.tensor2d(sv), tf.tensor2d(tv), tf.tensor1d(labels, 'int32'), {
+      alpha,
+      beta,
+      temperature: T,
+    });
+    expect(value(got)).toBeCloseTo(expected, 4);
+  });
+
+  it('anneals the temperature linearly or along a cosine', () => {
+    expect(temperatureAt(4, 0.7)).toBe(4);
+    expect(temperatureAt({ from: 8, to: 2, schedule: 'linear' }, 0.5)).toBe(5);
+    expect(temperatureAt({ from: 8, to: 2, schedule: 'cosine' }, 0)).toBe(8);
+    expect(temperatureAt({ from: 8, to: 2, schedule: 'cosine' }, 1)).toBeCloseTo(2, 12);
+    expect(temperatureAt({ from: 8, to: 2, schedule: 'cosine' }, 0.25)).toBeCloseTo(
+      8 - (6 * (1 - Math.cos(Math.PI / 4))) / 2,
+      12,
+    );
   });
 
   it('ce is the negative log-probability of the label, averaged', () => {

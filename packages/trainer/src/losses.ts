@@ -1,4 +1,4 @@
-import type { LossSpec } from '@retort/spec';
+import type { LossSpec, TemperatureSpec } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 
 /**
@@ -27,10 +27,53 @@ export function ceLoss(studentLogits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scal
   });
 }
 
+/**
+ * Decoupled KD (Zhao et al., 2022). With p = softmax(z / T) for teacher and student and t the label:
+ *   TCKD = KL([p_t, 1 − p_t] of the teacher || the same of the student)
+ *   NCKD = KL(softmax over the non-target classes, teacher || student)
+ *   loss = (α·TCKD + β·NCKD) · T², averaged over the batch.
+ */
+export function dkdLoss(
+  studentLogits: tf.Tensor2D,
+  teacherLogits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  o: { alpha: number; beta: number; temperature: number },
+): tf.Scalar {
+  return tf.tidy(() => {
+    const T = o.temperature;
+    const gt = tf.oneHot(labels, studentLogits.shape[1]);
+    const ps = tf.softmax(tf.div(studentLogits, T));
+    const pt = tf.softmax(tf.div(teacherLogits, T));
+    const eps = 1e-7;
+    const binary = (p: tf.Tensor) => {
+      const target = tf.sum(tf.mul(p, gt), 1, true);
+      return tf.concat([target, tf.sub(1, target)], 1);
+    };
+    const bt = tf.clipByValue(binary(pt), eps, 1);
+    const bs = tf.clipByValue(binary(ps), eps, 1);
+    const tckd = tf.mean(tf.sum(tf.mul(bt, tf.sub(tf.log(bt), tf.log(bs))), 1));
+    // The target class pushed to −∞ (a large negative offset) leaves the distribution over the others.
+    const mask = tf.mul(gt, 1000);
+    const logQt = tf.logSoftmax(tf.sub(tf.div(teacherLogits, T), mask));
+    const logQs = tf.logSoftmax(tf.sub(tf.div(studentLogits, T), mask));
+    const nckd = tf.mean(tf.sum(tf.mul(tf.mul(tf.exp(logQt), tf.sub(1, gt)), tf.sub(logQt, logQs)), 1));
+    return tf.mul(tf.add(tf.mul(tckd, o.alpha), tf.mul(nckd, o.beta)), T * T) as tf.Scalar;
+  });
+}
+
+/** The temperature at `progress` (0 at the first step, 1 at the last). */
+export function temperatureAt(t: TemperatureSpec, progress: number): number {
+  if (typeof t === 'number') return t;
+  const f = t.schedule === 'cosine' ? (1 - Math.cos(Math.PI * progress)) / 2 : progress;
+  return t.from + (t.to - t.from) * f;
+}
+
 export interface LossInputs {
   studentLogits: tf.Tensor2D;
   labels: tf.Tensor1D;
   teacherLogits?: tf.Tensor2D | undefined;
+  /** How far through the run this step is, 0 to 1 (for schedules). */
+  progress: number;
 }
 
 /** The weighted terms of a spec's losses, in the spec's order. */
@@ -38,15 +81,26 @@ export function lossTerms(
   losses: LossSpec[],
   inputs: LossInputs,
 ): { type: string; weight: number; value: tf.Scalar }[] {
+  const teacher = () => {
+    if (!inputs.teacherLogits) throw new Error('this loss needs teacher logits');
+    return inputs.teacherLogits;
+  };
   return losses.map((l) => {
-    if (l.type === 'kd') {
-      if (!inputs.teacherLogits) throw new Error('kd loss needs teacher logits');
-      return {
-        type: 'kd',
-        weight: l.weight,
-        value: kdLoss(inputs.studentLogits, inputs.teacherLogits, l.temperature),
-      };
+    switch (l.type) {
+      case 'kd':
+        return {
+          type: 'kd',
+          weight: l.weight,
+          value: kdLoss(inputs.studentLogits, teacher(), temperatureAt(l.temperature, inputs.progress)),
+        };
+      case 'dkd':
+        return {
+          type: 'dkd',
+          weight: l.weight,
+          value: dkdLoss(inputs.studentLogits, teacher(), inputs.labels, l),
+        };
+      case 'ce':
+        return { type: 'ce', weight: l.weight, value: ceLoss(inputs.studentLogits, inputs.labels) };
     }
-    return { type: 'ce', weight: l.weight, value: ceLoss(inputs.studentLogits, inputs.labels) };
   });
 }

@@ -214,7 +214,17 @@ describe('train', () => {
   it('resumes exactly: stopped and resumed, or resumed from a periodic checkpoint, it ends byte-identical', async () => {
     const spec = smallSpec({
       student: { preset: 'mlp', hidden: [24], dropout: 0.25 },
-      training: { epochs: 3, batchSize: 64, seed: 9, checkpointEvery: { steps: 7 } },
+      training: {
+        epochs: 3,
+        batchSize: 64,
+        seed: 9,
+        checkpointEvery: { steps: 7 },
+        // Every part of the state a checkpoint must carry: AdamW, a schedule after warm-up, early stopping.
+        optimizer: { type: 'adamw', learningRate: 0.003, weightDecay: 0.05 },
+        warmupSteps: 5,
+        schedule: { type: 'cosine', minLearningRate: 0.0001 },
+        earlyStopping: { patience: 5 },
+      },
     });
     const collect = async (resume?: Uint8Array, stopAt?: number) => {
       const metrics = new Map<string, number>();
@@ -271,6 +281,22 @@ describe('train', () => {
     if (fromCrash.outcome.status !== 'succeeded') throw new Error('failed');
     expect(sha(fromCrash.outcome.student.weights)).toBe(expected);
     expect(fromCrash.outcome.summary.student.accuracy).toBe(whole.outcome.summary.student.accuracy);
+  });
+
+  it('stops early when the validation metric stops improving, with the best epoch as the result', async () => {
+    // No epoch can beat the first by 0.5: training stops after 1 + patience epochs.
+    const spec = smallSpec({
+      training: { epochs: 10, batchSize: 64, seed: 4, earlyStopping: { patience: 2, minDelta: 0.5 } },
+    });
+    const { outcome, rec } = await run(spec, backend);
+    if (outcome.status !== 'succeeded') throw new Error('failed');
+    const val = series(rec, 'val_accuracy');
+    expect(val).toHaveLength(3);
+    expect(outcome.summary).toMatchObject({ stoppedEarly: true, bestEpoch: 1, epochs: 3 });
+    // The result is epoch 1's model, whatever epochs 2 and 3 did.
+    expect(outcome.summary.student.accuracy).toBe(val[0]);
+    expect(outcome.summary.student.perClass.reduce((n, c) => n + c.examples, 0)).toBe(500);
+    expect(outcome.summary.student.top5Accuracy).toBeGreaterThanOrEqual(outcome.summary.student.accuracy);
   });
 
   it('stops at the next step when asked, and says where', async () => {

@@ -4,10 +4,12 @@ import type { BackendInfo } from './backend.js';
 import {
   type CheckpointData,
   encodeCheckpoint,
+  type Restored,
   restoreCheckpoint,
   type TrainingPosition,
 } from './checkpoint.js';
 import { type Datasets, gatherScaled, loadDatasets } from './data/dataset.js';
+import { EarlyStopping } from './early-stopping.js';
 import { summarize } from './evaluate.js';
 import { accuracy, agreement, meanCrossEntropy } from './evaluation.js';
 import { predictLogits, teacherLogits } from './inference.js';
@@ -18,6 +20,7 @@ import { loadStudent, loadTeacher, type RunModelLoader } from './models/load.js'
 import { seedDropout } from './models/presets.js';
 import { type SavedModel, saveModel } from './models/saved-model.js';
 import type { Teacher } from './models/teacher.js';
+import { decayWeights, learningRateAt, makeOptimizer, setLearningRate } from './optim.js';
 import { deriveSeed, permutation } from './random.js';
 import { TeacherCache } from './teacher-cache.js';
 
@@ -59,13 +62,6 @@ export type TrainOutcome =
   /** Checkpointed (the checkpoint has been handed to onCheckpoint) and stopped, to continue later. */
   | { status: 'stopped'; position: TrainingPosition };
 
-function makeOptimizer(spec: RunSpec): tf.Optimizer {
-  const o = spec.training.optimizer;
-  if (o.type === 'sgd')
-    return o.momentum > 0 ? tf.train.momentum(o.learningRate, o.momentum) : tf.train.sgd(o.learningRate);
-  return tf.train.adam(o.learningRate);
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
@@ -102,13 +98,13 @@ export async function train(
   hooks.log(`student: ${student.countParams()} parameters; backend ${backend.name} (${backend.device})`);
   const optimizer = makeOptimizer(spec);
   try {
-    let start: TrainingPosition = { step: 0, epoch: 0, batchInEpoch: 0 };
+    let restored: Restored | undefined;
     if (options.resume) {
-      start = await restoreCheckpoint(options.resume, student, optimizer);
-      hooks.log(`resuming from the checkpoint at step ${start.step}`);
+      restored = await restoreCheckpoint(options.resume, student, optimizer);
+      hooks.log(`resuming from the checkpoint at step ${restored.position.step}`);
     }
     return await new TrainingLoop(spec, hooks, backend, data, student, optimizer, teacher, numClasses).run(
-      start,
+      restored,
     );
   } finally {
     optimizer.dispose();
@@ -117,12 +113,13 @@ export async function train(
   }
 }
 
-/** One run's training loop: steps, per-epoch validation, checkpoints, stop requests. */
+/** One run's training loop: steps, per-epoch validation, checkpoints, early stopping, stop requests. */
 class TrainingLoop {
   private readonly stepsPerEpoch: number;
   private readonly totalSteps: number;
   private readonly cache: TeacherCache | undefined;
   private readonly losses: LossLog;
+  private readonly early: EarlyStopping;
   private readonly x: Float32Array;
   private readonly labels: Int32Array;
   private teacherValLogits: Float32Array | undefined;
@@ -143,34 +140,42 @@ class TrainingLoop {
     this.cache = teacher ? new TeacherCache(teacher, data.train) : undefined;
     const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
     this.losses = new LossLog(names, (points) => hooks.onMetrics(points));
+    this.early = new EarlyStopping(spec.training.earlyStopping, student);
     this.x = new Float32Array(batchSize * data.train.features);
     this.labels = new Int32Array(batchSize);
   }
 
-  async run(start: TrainingPosition): Promise<TrainOutcome> {
+  async run(restored: Restored | undefined): Promise<TrainOutcome> {
     try {
-      return await this.loop(start);
+      if (restored) {
+        this.early.resume(restored.state, restored.extras);
+        for (const t of restored.extras.values()) t.dispose();
+      }
+      return await this.loop(restored?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 });
     } finally {
       this.losses.dispose();
+      this.early.dispose();
     }
   }
 
   private async checkpoint(position: TrainingPosition, valAccuracy?: number): Promise<void> {
     await this.losses.flush(); // every point up to this step goes out before the checkpoint
+    const extras = this.early.checkpointExtras();
     await this.hooks.onCheckpoint(
-      await encodeCheckpoint(this.student, this.optimizer, position, valAccuracy),
+      await encodeCheckpoint(this.student, this.optimizer, position, { ...extras, valAccuracy }),
     );
   }
 
   private async loop(start: TrainingPosition): Promise<TrainOutcome> {
-    const { epochs, seed } = this.spec.training;
+    const { epochs, seed, batchSize } = this.spec.training;
     const every = this.spec.training.checkpointEvery;
     const n = this.data.train.n;
     let step = start.step;
     let trained = 0;
+    let stoppedEarly = false;
     const t0 = performance.now();
     let epoch = start.epoch;
-    for (; epoch < epochs && step < this.totalSteps; epoch++) {
+    for (; epoch < epochs && step < this.totalSteps && !stoppedEarly; epoch++) {
       const order = permutation(n, deriveSeed(seed, 'order', epoch));
       for (
         let b = epoch === start.epoch ? start.batchInEpoch : 0;
@@ -186,10 +191,7 @@ class TrainingLoop {
           await this.checkpoint(position);
           return { status: 'stopped', position };
         }
-        const idx = order.subarray(
-          b * this.spec.training.batchSize,
-          Math.min(n, (b + 1) * this.spec.training.batchSize),
-        );
+        const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
         await this.step(idx, step);
         step++;
         trained += idx.length;
@@ -205,12 +207,17 @@ class TrainingLoop {
         }
       }
       await this.losses.flush();
-      const valAccuracy = await this.validate(step);
-      if ('epochs' in every && (epoch + 1) % every.epochs === 0 && step < this.totalSteps) {
-        await this.checkpoint({ step, epoch: epoch + 1, batchInEpoch: 0 }, valAccuracy);
+      const val = await this.validate(step);
+      stoppedEarly = this.early.observe(epoch + 1, val);
+      if (stoppedEarly)
+        this.hooks.log(`early stopping after epoch ${epoch + 1}; the best was epoch ${this.early.bestEpoch}`);
+      if ('epochs' in every && (epoch + 1) % every.epochs === 0 && step < this.totalSteps && !stoppedEarly) {
+        await this.checkpoint({ step, epoch: epoch + 1, batchInEpoch: 0 }, val.accuracy);
       }
     }
     const trainSeconds = (performance.now() - t0) / 1000;
+    // With early stopping, the best epoch's weights are the result.
+    if (this.early.enabled) this.early.restoreBest();
     const summary = await summarize({
       student: this.student,
       teacher: this.teacher,
@@ -226,17 +233,21 @@ class TrainingLoop {
         trainExamples: n,
       },
     });
+    if (this.early.enabled) Object.assign(summary, { bestEpoch: this.early.bestEpoch, stoppedEarly });
     return { status: 'succeeded', summary, student: await saveModel(this.student) };
   }
 
   /** One optimizer step on the examples at `idx`; `step` is the number of steps done before it. */
   private async step(idx: Int32Array, step: number): Promise<void> {
-    const { data, student, numClasses } = this;
+    const { data, student, numClasses, spec } = this;
     const m = idx.length;
     gatherScaled(data.train, idx, data.scale, this.x);
     for (let i = 0; i < m; i++) this.labels[i] = data.train.y[idx[i]!]!;
     const tRows = this.cache ? await this.cache.batch(idx, this.x) : undefined;
-    seedDropout(student, this.spec.training.seed, step);
+    seedDropout(student, spec.training.seed, step);
+    const lr = learningRateAt(spec, step, this.totalSteps, this.stepsPerEpoch);
+    setLearningRate(this.optimizer, lr);
+    const progress = this.totalSteps > 1 ? step / (this.totalSteps - 1) : 1;
     const values = tf.tidy(() => {
       const xb = tf.tensor(this.x.subarray(0, m * data.train.features), [m, ...data.inputShape]);
       const yb = tf.tensor1d(this.labels.subarray(0, m), 'int32');
@@ -244,27 +255,33 @@ class TrainingLoop {
       let kept: tf.Scalar[] = [];
       const total = this.optimizer.minimize(() => {
         const logits = student.apply(xb, { training: true }) as tf.Tensor2D;
-        const terms = lossTerms(this.spec.distillation.losses, {
+        const terms = lossTerms(spec.distillation.losses, {
           studentLogits: logits,
           labels: yb,
           teacherLogits: tb,
+          progress,
         });
         kept = terms.map((t) => tf.keep(t.value));
         return tf.addN(terms.map((t) => tf.mul(t.value, t.weight))) as tf.Scalar;
       }, true) as tf.Scalar;
       return [total, ...kept];
     });
+    const o = spec.training.optimizer;
+    if (o.type === 'adamw') decayWeights(student, lr, o.weightDecay);
     await this.losses.push(step + 1, values);
   }
 
-  /** Validation loss and accuracy (and agreement with the teacher); returns the accuracy. */
-  private async validate(step: number): Promise<number> {
+  /** Validation loss and accuracy (and agreement with the teacher). */
+  private async validate(step: number): Promise<{ accuracy: number; loss: number }> {
     const { data, numClasses } = this;
     const valLogits = await predictLogits(this.student, data.validation, data, numClasses);
-    const valAccuracy = accuracy(valLogits, data.validation.y, numClasses);
+    const v = {
+      accuracy: accuracy(valLogits, data.validation.y, numClasses),
+      loss: meanCrossEntropy(valLogits, data.validation.y, numClasses),
+    };
     const points: MetricPoint[] = [
-      { name: 'val_loss', step, value: meanCrossEntropy(valLogits, data.validation.y, numClasses) },
-      { name: 'val_accuracy', step, value: valAccuracy },
+      { name: 'val_loss', step, value: v.loss },
+      { name: 'val_accuracy', step, value: v.accuracy },
     ];
     if (this.teacher) {
       this.teacherValLogits ??= await teacherLogits(this.teacher, data.validation, data);
@@ -275,6 +292,6 @@ class TrainingLoop {
       });
     }
     this.hooks.onMetrics(points);
-    return valAccuracy;
+    return v;
   }
 }

@@ -1,0 +1,81 @@
+import Type from 'typebox';
+import { Closed, TaggedUnion, Uri } from './common.js';
+
+export const TeacherFormatSchema = Type.Enum(['onnx', 'tfjs-layers'], {
+  description: 'Model file format. `tfjs-graph` arrives with a later release.',
+});
+
+const TeacherFromUri = Type.Object(
+  {
+    uri: Uri,
+    format: TeacherFormatSchema,
+  },
+  { ...Closed, title: 'TeacherFromUri' },
+);
+
+const TeacherFromRun = Type.Object(
+  {
+    run: Type.String({
+      format: 'uuid',
+      description: 'Id of an earlier succeeded run; its student is the teacher.',
+    }),
+  },
+  { ...Closed, title: 'TeacherFromRun' },
+);
+
+export const TeacherSchema = TaggedUnion(
+  [TeacherFromUri, TeacherFromRun],
+  [{ key: 'uri' }, { key: 'run' }],
+  'The trained model whose outputs the student learns from.',
+);
+
+const LayerSizes = (description: string) =>
+  Type.Array(Type.Integer({ minimum: 1, maximum: 8192 }), { minItems: 0, maxItems: 16, description });
+
+const Dropout = Type.Number({
+  minimum: 0,
+  maximum: 0.9,
+  default: 0,
+  description: 'Dropout rate after each hidden dense layer. Default 0.',
+});
+
+const MlpPreset = Type.Object(
+  {
+    preset: Type.Literal('mlp'),
+    hidden: Type.Optional(LayerSizes('Hidden layer widths. Default [128].')),
+    activation: Type.Optional(Type.Enum(['relu', 'tanh', 'gelu'], { description: 'Default relu.' })),
+    dropout: Type.Optional(Dropout),
+  },
+  { ...Closed, title: 'MlpStudent' },
+);
+
+const CnnPreset = Type.Object(
+  {
+    preset: Type.Literal('cnn'),
+    filters: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1, maximum: 1024 }), {
+        minItems: 1,
+        maxItems: 6,
+        description: 'Filters of each conv block (conv, relu, 2x2 max-pool). Default [32, 64].',
+      }),
+    ),
+    kernelSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 7, description: 'Default 3.' })),
+    dense: Type.Optional(LayerSizes('Dense layers after the conv blocks. Default [128].')),
+    dropout: Type.Optional(Dropout),
+  },
+  { ...Closed, title: 'CnnStudent' },
+);
+
+const CustomStudent = Type.Object(
+  {
+    uri: Uri,
+    format: Type.Literal('tfjs-layers'),
+  },
+  { ...Closed, title: 'CustomStudent' },
+);
+
+export const StudentSchema = TaggedUnion(
+  [MlpPreset, CnnPreset, CustomStudent],
+  [{ key: 'preset', value: 'mlp' }, { key: 'preset', value: 'cnn' }, { key: 'uri' }],
+  'The model being trained: a preset, or a tfjs-layers topology (its weights, if any, are the starting point).',
+);
