@@ -44,7 +44,7 @@ export class EarlyStopping {
   /** Puts the best epoch's weights back into the model. */
   restoreBest(): void {
     if (!this.bestWeights) return;
-    this.model.weights.forEach((w, i) => w.write(this.bestWeights![i]!));
+    for (const [i, w] of this.model.weights.entries()) w.write(this.bestWeights[i]!);
   }
 
   checkpointExtras(): { tensors: { name: string; tensor: tf.Tensor }[]; state: Record<string, unknown> } {

@@ -76,31 +76,28 @@ export interface LossInputs {
   progress: number;
 }
 
+type LossOf<T extends LossSpec['type']> = Extract<LossSpec, { type: T }>;
+
+function needTeacher(inputs: LossInputs): tf.Tensor2D {
+  if (!inputs.teacherLogits) throw new Error('this loss needs teacher logits');
+  return inputs.teacherLogits;
+}
+
+/** Each loss type and how it is computed. */
+const LOSSES: { [T in LossSpec['type']]: (l: LossOf<T>, inputs: LossInputs) => tf.Scalar } = {
+  kd: (l, x) => kdLoss(x.studentLogits, needTeacher(x), temperatureAt(l.temperature, x.progress)),
+  dkd: (l, x) => dkdLoss(x.studentLogits, needTeacher(x), x.labels, l),
+  ce: (_l, x) => ceLoss(x.studentLogits, x.labels),
+};
+
 /** The weighted terms of a spec's losses, in the spec's order. */
 export function lossTerms(
   losses: LossSpec[],
   inputs: LossInputs,
 ): { type: string; weight: number; value: tf.Scalar }[] {
-  const teacher = () => {
-    if (!inputs.teacherLogits) throw new Error('this loss needs teacher logits');
-    return inputs.teacherLogits;
-  };
-  return losses.map((l) => {
-    switch (l.type) {
-      case 'kd':
-        return {
-          type: 'kd',
-          weight: l.weight,
-          value: kdLoss(inputs.studentLogits, teacher(), temperatureAt(l.temperature, inputs.progress)),
-        };
-      case 'dkd':
-        return {
-          type: 'dkd',
-          weight: l.weight,
-          value: dkdLoss(inputs.studentLogits, teacher(), inputs.labels, l),
-        };
-      case 'ce':
-        return { type: 'ce', weight: l.weight, value: ceLoss(inputs.studentLogits, inputs.labels) };
-    }
-  });
+  return losses.map((l) => ({
+    type: l.type,
+    weight: l.weight,
+    value: (LOSSES[l.type] as (l: LossSpec, x: LossInputs) => tf.Scalar)(l, inputs),
+  }));
 }

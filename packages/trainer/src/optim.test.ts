@@ -16,7 +16,8 @@ describe('learning-rate schedules', () => {
   it('warms up linearly, then follows the schedule', () => {
     const s = spec({ optimizer: { type: 'sgd', learningRate: 0.1 }, warmupSteps: 4 });
     const got = [0, 1, 2, 3, 4, 50].map((step) => learningRateAt(s, step, 100, 10));
-    [0.025, 0.05, 0.075, 0.1, 0.1, 0.1].forEach((want, i) => expect(got[i]).toBeCloseTo(want, 12));
+    for (const [i, want] of [0.025, 0.05, 0.075, 0.1, 0.1, 0.1].entries())
+      expect(got[i]).toBeCloseTo(want, 12);
   });
 
   it('step: multiplies by gamma every N epochs', () => {
