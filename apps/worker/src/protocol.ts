@@ -11,8 +11,8 @@ export type ToChild =
       spec: RunSpec;
       policy: UriPolicy;
       backend?: BackendName | undefined;
-      /** The model of a `{ run }` teacher, read from Postgres by the worker. */
-      teacherModel?: SavedModel | undefined;
+      /** The models of `{ run }` teachers, by run id, read from Postgres by the worker. */
+      teacherModels: Record<string, SavedModel>;
       /** The run's latest checkpoint, to continue from. */
       resume?: Uint8Array | undefined;
     }

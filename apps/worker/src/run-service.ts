@@ -14,7 +14,7 @@ import {
   updateProgress,
 } from '@retort/db';
 import { RUN_JOB, type RunJobPayload, type RunProducer } from '@retort/queue';
-import { RetortError, type RunError, type RunSpec } from '@retort/spec';
+import { RetortError, type RunError, type RunSpec, teachersOf } from '@retort/spec';
 import type { BackendName, Progress, SavedModel } from '@retort/trainer';
 import type { Logger } from 'pino';
 import { MetricWriter } from './metric-writer.js';
@@ -89,13 +89,12 @@ export class RunService {
     const rlog = log.child({ runId: run.id, attempt });
     rlog.info({ kind: spec.kind, name: spec.name, retries: run.retries }, 'run claimed');
     try {
-      const teacherModel =
-        spec.teacher && 'run' in spec.teacher
-          ? await this.teacherFromRun(run.teamId, spec.teacher.run)
-          : undefined;
+      const teacherModels: Record<string, SavedModel> = {};
+      for (const t of teachersOf(spec))
+        if ('run' in t) teacherModels[t.run] ??= await this.teacherFromRun(run.teamId, t.run);
       const checkpoint = await latestCheckpoint(db, run.id);
       if (checkpoint) rlog.info({ step: checkpoint.step }, 'continuing from the last checkpoint');
-      const result = await this.train(run, spec, teacherModel, checkpoint?.bytes, rlog);
+      const result = await this.train(run, spec, teacherModels, checkpoint?.bytes, rlog);
       await this.conclude(run, result, rlog);
     } catch (e) {
       if (e instanceof FencedOutError) {
@@ -142,7 +141,7 @@ export class RunService {
   private async train(
     run: RunRow,
     spec: RunSpec,
-    teacherModel: SavedModel | undefined,
+    teacherModels: Record<string, SavedModel>,
     resume: Uint8Array | undefined,
     log: Logger,
   ) {
@@ -216,7 +215,7 @@ export class RunService {
     const proc = await this.o.processes.take(onMessage);
     this.current = { runId, attempt, proc };
     if (this.stopping) proc.stop();
-    proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModel, resume });
+    proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModels, resume });
     const result = await proc.result;
     metrics.close();
     if (fenced) throw fenced;

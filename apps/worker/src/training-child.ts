@@ -35,14 +35,15 @@ async function chooseBackend(prefer: BackendName | undefined) {
 
 async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
   const backend = await chooseBackend(m.backend);
-  const teacherModel = m.teacherModel;
+  const teacherModels = m.teacherModels;
   const outcome = await train(
     m.spec,
     {
       source: policyByteSource(m.policy),
       loadRunModel: async (id): Promise<SavedModel> => {
-        if (!teacherModel) throw new Error(`the model of run ${id} was not provided`);
-        return teacherModel;
+        const model = teacherModels[id];
+        if (!model) throw new Error(`the model of run ${id} was not provided`);
+        return model;
       },
       onMetrics: (points) => void send({ type: 'metrics', points }),
       onProgress: (progress) => {

@@ -1,4 +1,4 @@
-import type { IdxDatasetSpec } from './schema/index.js';
+import type { IdxDatasetSpec, UnlabeledSpec } from './schema/index.js';
 
 /**
  * A run spec after validation, with every default filled in. This is what is stored on the run,
@@ -8,10 +8,13 @@ export interface RunSpec {
   name: string;
   kind: RunKind;
   teacher?: TeacherSpec;
+  /** Several teachers, each with its weight (instead of `teacher`). */
+  teachers?: WeightedTeacherSpec[];
   student: StudentSpec;
   data: {
     train: IdxDatasetSpec;
     validation: IdxDatasetSpec | { split: number };
+    unlabeled?: UnlabeledSpec;
     preprocess: { scale: number; shape?: number[] };
   };
   distillation: { losses: LossSpec[] };
@@ -35,6 +38,7 @@ export interface RunSpec {
 export type RunKind = 'distill' | 'train';
 
 export type TeacherSpec = { uri: string; format: TeacherFormat } | { run: string };
+export type WeightedTeacherSpec = TeacherSpec & { weight: number };
 export type TeacherFormat = 'onnx' | 'tfjs-layers';
 
 export type StudentSpec = MlpStudentSpec | CnnStudentSpec | CustomStudentSpec;
@@ -56,7 +60,49 @@ export interface CustomStudentSpec {
   format: 'tfjs-layers';
 }
 
-export type LossSpec = KdLossSpec | CeLossSpec | DkdLossSpec;
+export type LossSpec =
+  | KdLossSpec
+  | CeLossSpec
+  | DkdLossSpec
+  | HintLossSpec
+  | AttentionLossSpec
+  | RkdLossSpec
+  | JacobianLossSpec
+  | PseudoLabelLossSpec;
+export interface HintLossSpec {
+  type: 'hint';
+  weight: number;
+  student: string;
+  teacher: string;
+}
+export interface AttentionLossSpec {
+  type: 'attention';
+  weight: number;
+  student: string;
+  teacher: string;
+  p: number;
+}
+export interface RkdLossSpec {
+  type: 'rkd';
+  weight: number;
+  /** Layers whose outputs are the embeddings; absent means the logits. */
+  student?: string;
+  teacher?: string;
+  distance: number;
+  angle: number;
+}
+export interface JacobianLossSpec {
+  type: 'jacobian';
+  weight: number;
+  temperature: number;
+}
+export interface PseudoLabelLossSpec {
+  type: 'pseudo-label';
+  weight: number;
+  mode: 'hard' | 'soft';
+  threshold: number;
+  temperature: number;
+}
 /** A fixed temperature, or one annealed from `from` to `to` over the run. */
 export type TemperatureSpec = number | { from: number; to: number; schedule: 'linear' | 'cosine' };
 export interface KdLossSpec {
@@ -120,6 +166,12 @@ export const DEFAULTS = {
   gpus: 1,
   priority: 50,
 } as const;
+
+/** The teachers of a spec, one or several, each with its weight. */
+export function teachersOf(spec: RunSpec): WeightedTeacherSpec[] {
+  if (spec.teachers) return spec.teachers;
+  return spec.teacher ? [{ ...spec.teacher, weight: 1 }] : [];
+}
 
 export function isTeacherFromRun(t: TeacherSpec): t is { run: string } {
   return 'run' in t;

@@ -16,6 +16,8 @@ export interface UriPolicy {
 export function specUris(spec: RunSpec): { path: string; uri: string }[] {
   const out: { path: string; uri: string }[] = [];
   if (spec.teacher && 'uri' in spec.teacher) out.push({ path: '/teacher/uri', uri: spec.teacher.uri });
+  for (const [i, t] of (spec.teachers ?? []).entries())
+    if ('uri' in t) out.push({ path: `/teachers/${i}/uri`, uri: t.uri });
   if ('uri' in spec.student) out.push({ path: '/student/uri', uri: spec.student.uri });
   out.push(
     { path: '/data/train/images', uri: spec.data.train.images },
@@ -27,6 +29,7 @@ export function specUris(spec: RunSpec): { path: string; uri: string }[] {
       { path: '/data/validation/images', uri: v.images },
       { path: '/data/validation/labels', uri: v.labels },
     );
+  if (spec.data.unlabeled) out.push({ path: '/data/unlabeled/images', uri: spec.data.unlabeled.images });
   return out;
 }
 

@@ -57,13 +57,32 @@ export function parseSpec(input: unknown): RunSpec {
 function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
   const out: ErrorDetail[] = [];
   const kind = spec.kind ?? 'distill';
-  if (kind === 'distill' && spec.teacher === undefined) {
-    out.push({ path: '/teacher', message: 'is required when kind is "distill"' });
+  if (kind === 'distill' && spec.teacher === undefined && spec.teachers === undefined) {
+    out.push({ path: '/teacher', message: 'is required when kind is "distill" (or give `teachers`)' });
   }
-  if (kind === 'train' && spec.teacher !== undefined) {
+  if (spec.teacher !== undefined && spec.teachers !== undefined) {
+    out.push({ path: '/teachers', message: 'give either `teacher` or `teachers`, not both' });
+  }
+  if (kind === 'train') {
+    for (const key of ['teacher', 'teachers'] as const) {
+      if (spec[key] !== undefined)
+        out.push({
+          path: `/${key}`,
+          message: 'must be absent when kind is "train" (it trains from labels alone)',
+        });
+    }
+  }
+  const lossTypes = Array.isArray(spec.distillation?.losses)
+    ? spec.distillation.losses.map((l) => (isObject(l) ? l.type : undefined))
+    : [];
+  const unlabeled = isObject(spec.data) && spec.data.unlabeled !== undefined;
+  if (lossTypes.includes('pseudo-label') && !unlabeled) {
+    out.push({ path: '/data/unlabeled', message: 'is required by the pseudo-label loss' });
+  }
+  if (unlabeled && !lossTypes.includes('pseudo-label')) {
     out.push({
-      path: '/teacher',
-      message: 'must be absent when kind is "train" (it trains from labels alone)',
+      path: '/data/unlabeled',
+      message: 'is read only by a pseudo-label loss; add one or remove it',
     });
   }
   const losses = spec.distillation?.losses;
@@ -93,7 +112,7 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
 }
 
 /** Losses that compare the student with a teacher. */
-const TEACHER_LOSSES = ['kd', 'dkd'];
+const TEACHER_LOSSES = ['kd', 'dkd', 'hint', 'attention', 'rkd', 'jacobian', 'pseudo-label'];
 
 function withDefaults(input: RunSpecInput): RunSpec {
   const kind = input.kind ?? 'distill';
@@ -127,6 +146,8 @@ function withDefaults(input: RunSpecInput): RunSpec {
     tags: input.tags ?? {},
   };
   if (input.teacher) spec.teacher = input.teacher;
+  if (input.teachers) spec.teachers = input.teachers.map((t) => ({ ...t, weight: t.weight ?? 1 }));
+  if (input.data.unlabeled) spec.data.unlabeled = input.data.unlabeled;
   if (input.data.preprocess?.shape) spec.data.preprocess.shape = input.data.preprocess.shape;
   if (t.maxSteps !== undefined) spec.training.maxSteps = t.maxSteps;
   if (t.earlyStopping) {
@@ -181,6 +202,37 @@ function lossWithDefaults(l: LossInput): LossSpec {
       };
     case 'ce':
       return { type: 'ce', weight: l.weight ?? 1 };
+    case 'hint':
+      return { type: 'hint', weight: l.weight ?? 1, student: l.student, teacher: l.teacher };
+    case 'attention':
+      return {
+        type: 'attention',
+        weight: l.weight ?? 1,
+        student: l.student,
+        teacher: l.teacher,
+        p: l.p ?? 2,
+      };
+    case 'rkd': {
+      const r: LossSpec = {
+        type: 'rkd',
+        weight: l.weight ?? 1,
+        distance: l.distance ?? 1,
+        angle: l.angle ?? 2,
+      };
+      if (l.student) r.student = l.student;
+      if (l.teacher) r.teacher = l.teacher;
+      return r;
+    }
+    case 'jacobian':
+      return { type: 'jacobian', weight: l.weight ?? 1, temperature: l.temperature ?? 1 };
+    case 'pseudo-label':
+      return {
+        type: 'pseudo-label',
+        weight: l.weight ?? 1,
+        mode: l.mode ?? 'hard',
+        threshold: l.threshold ?? 0.9,
+        temperature: l.temperature ?? 1,
+      };
   }
 }
 

@@ -351,6 +351,9 @@ describe('TeacherCache', () => {
         for (let i = 0; i < n; i++) out[i * 2] = x[i * 3]!;
         return out;
       },
+      async forward() {
+        throw new Error('not used by the cache');
+      },
       dispose() {},
     };
     const set = {

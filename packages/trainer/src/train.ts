@@ -1,4 +1,4 @@
-import { RetortError, type RunSpec, type RunSummary } from '@retort/spec';
+import { RetortError, type RunSpec, type RunSummary, teachersOf } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendInfo } from './backend.js';
 import {
@@ -8,18 +8,26 @@ import {
   restoreCheckpoint,
   type TrainingPosition,
 } from './checkpoint.js';
-import { type Datasets, gatherScaled, loadDatasets } from './data/dataset.js';
+import {
+  type Datasets,
+  gatherScaled,
+  type LabelledSet,
+  loadDatasets,
+  loadUnlabeled,
+} from './data/dataset.js';
 import { EarlyStopping } from './early-stopping.js';
 import { summarize } from './evaluate.js';
 import { accuracy, agreement, meanCrossEntropy } from './evaluation.js';
 import { predictLogits, teacherLogits } from './inference.js';
 import type { ByteSource } from './io.js';
 import { LossLog, type MetricPoint } from './loss-log.js';
-import { lossTerms } from './losses.js';
+import { Adapter, featureNames, inputGradient, type LossContext, lossTerms } from './losses/index.js';
+import { ensembleTeacher } from './models/ensemble.js';
 import { loadStudent, loadTeacher, type RunModelLoader } from './models/load.js';
 import { seedDropout } from './models/presets.js';
 import { type SavedModel, saveModel } from './models/saved-model.js';
 import type { Teacher } from './models/teacher.js';
+import { layerOutputs } from './models/tfjs-teacher.js';
 import { decayWeights, learningRateAt, makeOptimizer, setLearningRate } from './optim.js';
 import { deriveSeed, permutation } from './random.js';
 import { TeacherCache } from './teacher-cache.js';
@@ -80,20 +88,54 @@ export async function train(
     `data: ${data.train.n} training and ${data.validation.n} validation examples of shape [${data.inputShape.join(', ')}]`,
   );
 
+  const features = featureNames(spec.distillation.losses);
   let teacher: Teacher | undefined;
   let numClasses = data.numClasses;
   if (spec.kind === 'distill') {
-    if (!spec.teacher) throw new RetortError('RETORT_SPEC_INVALID', 'a distill run needs a teacher');
-    teacher = await loadTeacher(spec.teacher, data.inputShape, hooks.source, hooks.loadRunModel);
+    const specs = teachersOf(spec);
+    if (specs.length === 0) throw new RetortError('RETORT_SPEC_INVALID', 'a distill run needs a teacher');
+    const loaded: Teacher[] = [];
+    try {
+      for (const [i, t] of specs.entries()) {
+        loaded.push(
+          await loadTeacher(
+            t,
+            data.inputShape,
+            hooks.source,
+            hooks.loadRunModel,
+            i === 0 ? features.teacher : [],
+          ),
+        );
+      }
+    } catch (e) {
+      for (const t of loaded) t.dispose();
+      throw e;
+    }
+    teacher =
+      loaded.length === 1
+        ? loaded[0]!
+        : ensembleTeacher(
+            loaded,
+            specs.map((t) => t.weight),
+          );
     if (teacher.numClasses < data.numClasses) {
+      teacher.dispose();
       throw new RetortError(
         'RETORT_MODEL_INCOMPATIBLE',
         `the teacher has ${teacher.numClasses} outputs but the labels go up to ${data.numClasses - 1}`,
       );
     }
+    if (spec.distillation.losses.some((l) => l.type === 'jacobian') && !teacher.inputGradients) {
+      teacher.dispose();
+      throw new RetortError(
+        'RETORT_MODEL_INCOMPATIBLE',
+        "the jacobian loss needs the teacher's input gradients, which only a TensorFlow.js teacher (tfjs-layers, or a run) gives",
+      );
+    }
     numClasses = teacher.numClasses;
     hooks.log(`teacher: ${teacher.params} parameters on ${teacher.runtime}, ${numClasses} classes`);
   }
+  const unlabeled = await loadUnlabeled(spec, hooks.source, data.train.features);
   const student = await loadStudent(spec, data.inputShape, numClasses, hooks.source);
   hooks.log(`student: ${student.countParams()} parameters; backend ${backend.name} (${backend.device})`);
   const optimizer = makeOptimizer(spec);
@@ -103,9 +145,19 @@ export async function train(
       restored = await restoreCheckpoint(options.resume, student, optimizer);
       hooks.log(`resuming from the checkpoint at step ${restored.position.step}`);
     }
-    return await new TrainingLoop(spec, hooks, backend, data, student, optimizer, teacher, numClasses).run(
-      restored,
-    );
+    const loop = await TrainingLoop.create({
+      spec,
+      hooks,
+      backend,
+      data,
+      unlabeled,
+      student,
+      optimizer,
+      teacher,
+      numClasses,
+      features,
+    });
+    return await loop.run(restored);
   } finally {
     optimizer.dispose();
     student.dispose();
@@ -113,63 +165,122 @@ export async function train(
   }
 }
 
+interface LoopArgs {
+  spec: RunSpec;
+  hooks: TrainerHooks;
+  backend: BackendInfo;
+  data: Datasets;
+  unlabeled: LabelledSet | undefined;
+  student: tf.LayersModel;
+  optimizer: tf.Optimizer;
+  teacher: Teacher | undefined;
+  numClasses: number;
+  /** Layers the losses read, of the student and of the (first) teacher. */
+  features: { student: string[]; teacher: string[] };
+}
+
 /** One run's training loop: steps, per-epoch validation, checkpoints, early stopping, stop requests. */
 class TrainingLoop {
   private readonly stepsPerEpoch: number;
   private readonly totalSteps: number;
   private readonly cache: TeacherCache | undefined;
+  private readonly unlabeledCache: TeacherCache | undefined;
   private readonly losses: LossLog;
   private readonly early: EarlyStopping;
   private readonly x: Float32Array;
+  private readonly xu: Float32Array;
   private readonly labels: Int32Array;
   private teacherValLogits: Float32Array | undefined;
 
-  constructor(
-    private readonly spec: RunSpec,
-    private readonly hooks: TrainerHooks,
-    private readonly backend: BackendInfo,
-    private readonly data: Datasets,
-    private readonly student: tf.LayersModel,
-    private readonly optimizer: tf.Optimizer,
-    private readonly teacher: Teacher | undefined,
-    private readonly numClasses: number,
+  private constructor(
+    private readonly a: LoopArgs,
+    /** The student with its read layers as extra outputs (the same weights). */
+    private readonly tapped: tf.LayersModel,
+    /** The hint losses' adapters, by loss index. */
+    private readonly adapters: Map<number, Adapter>,
   ) {
+    const { spec, data, teacher, hooks } = a;
     const { batchSize, epochs, maxSteps } = spec.training;
     this.stepsPerEpoch = Math.ceil(data.train.n / batchSize);
     this.totalSteps = Math.min(maxSteps ?? Infinity, epochs * this.stepsPerEpoch);
-    this.cache = teacher ? new TeacherCache(teacher, data.train) : undefined;
+    // With intermediate outputs to read, the teacher runs on every batch; logits alone are cached.
+    this.cache =
+      teacher && a.features.teacher.length === 0 ? new TeacherCache(teacher, data.train) : undefined;
+    this.unlabeledCache = teacher && a.unlabeled ? new TeacherCache(teacher, a.unlabeled) : undefined;
     const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
     this.losses = new LossLog(names, (points) => hooks.onMetrics(points));
-    this.early = new EarlyStopping(spec.training.earlyStopping, student);
+    this.early = new EarlyStopping(spec.training.earlyStopping, a.student);
     this.x = new Float32Array(batchSize * data.train.features);
+    this.xu = new Float32Array(a.unlabeled ? batchSize * data.train.features : 0);
     this.labels = new Int32Array(batchSize);
+  }
+
+  static async create(a: LoopArgs): Promise<TrainingLoop> {
+    const { student, teacher, spec, data, features } = a;
+    const tapped = features.student.length
+      ? tf.model({
+          inputs: student.inputs,
+          outputs: [student.outputs[0]!, ...layerOutputs(student, features.student, 'student')],
+        })
+      : student;
+    const adapters = new Map<number, Adapter>();
+    const hints = spec.distillation.losses.flatMap((l, i) => (l.type === 'hint' ? [{ l, i }] : []));
+    if (hints.length && teacher) {
+      // The teacher's feature shapes come from one example; the student's from its layers.
+      const probe = await teacher.forward(new Float32Array(data.train.features), 1);
+      for (const { l, i } of hints) {
+        const t = probe.features[features.teacher.indexOf(l.teacher)]!;
+        const s = [1, ...(student.getLayer(l.student).outputShape as number[]).slice(1)];
+        adapters.set(i, new Adapter(s, t.shape, spec.training.seed, i));
+      }
+    }
+    return new TrainingLoop(a, tapped, adapters);
+  }
+
+  private get variables(): tf.Variable[] {
+    return [
+      ...this.a.student.trainableWeights.map((w) => w.read() as tf.Variable),
+      ...[...this.adapters.values()].flatMap((ad) => ad.variables),
+    ];
   }
 
   async run(restored: Restored | undefined): Promise<TrainOutcome> {
     try {
       if (restored) {
         this.early.resume(restored.state, restored.extras);
+        for (const [i, ad] of this.adapters) {
+          for (const v of ad.variables) {
+            const t = restored.extras.get(`adapter/${i}/${v.name.split('/').pop()}`);
+            if (t) v.assign(t);
+          }
+        }
         for (const t of restored.extras.values()) t.dispose();
       }
       return await this.loop(restored?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 });
     } finally {
       this.losses.dispose();
       this.early.dispose();
+      for (const ad of this.adapters.values()) ad.dispose();
     }
   }
 
   private async checkpoint(position: TrainingPosition, valAccuracy?: number): Promise<void> {
     await this.losses.flush(); // every point up to this step goes out before the checkpoint
     const extras = this.early.checkpointExtras();
-    await this.hooks.onCheckpoint(
-      await encodeCheckpoint(this.student, this.optimizer, position, { ...extras, valAccuracy }),
+    for (const [i, ad] of this.adapters) {
+      for (const v of ad.variables)
+        extras.tensors.push({ name: `adapter/${i}/${v.name.split('/').pop()}`, tensor: v });
+    }
+    await this.a.hooks.onCheckpoint(
+      await encodeCheckpoint(this.a.student, this.a.optimizer, position, { ...extras, valAccuracy }),
     );
   }
 
   private async loop(start: TrainingPosition): Promise<TrainOutcome> {
-    const { epochs, seed, batchSize } = this.spec.training;
-    const every = this.spec.training.checkpointEvery;
-    const n = this.data.train.n;
+    const { spec, hooks, data } = this.a;
+    const { epochs, seed, batchSize } = spec.training;
+    const every = spec.training.checkpointEvery;
+    const n = data.train.n;
     let step = start.step;
     let trained = 0;
     let stoppedEarly = false;
@@ -183,7 +294,7 @@ class TrainingLoop {
         b++
       ) {
         await yieldToEventLoop(); // lets a stop request in
-        const stop = this.hooks.shouldStop();
+        const stop = hooks.shouldStop();
         if (stop) {
           const position = { step, epoch, batchInEpoch: b };
           await this.losses.flush();
@@ -195,7 +306,7 @@ class TrainingLoop {
         await this.step(idx, step);
         step++;
         trained += idx.length;
-        this.hooks.onProgress({
+        hooks.onProgress({
           step,
           epoch,
           batchInEpoch: b + 1,
@@ -210,7 +321,7 @@ class TrainingLoop {
       const val = await this.validate(step);
       stoppedEarly = this.early.observe(epoch + 1, val);
       if (stoppedEarly)
-        this.hooks.log(`early stopping after epoch ${epoch + 1}; the best was epoch ${this.early.bestEpoch}`);
+        hooks.log(`early stopping after epoch ${epoch + 1}; the best was epoch ${this.early.bestEpoch}`);
       if ('epochs' in every && (epoch + 1) % every.epochs === 0 && step < this.totalSteps && !stoppedEarly) {
         await this.checkpoint({ step, epoch: epoch + 1, batchInEpoch: 0 }, val.accuracy);
       }
@@ -219,12 +330,12 @@ class TrainingLoop {
     // With early stopping, the best epoch's weights are the result.
     if (this.early.enabled) this.early.restoreBest();
     const summary = await summarize({
-      student: this.student,
-      teacher: this.teacher,
-      data: this.data,
-      numClasses: this.numClasses,
+      student: this.a.student,
+      teacher: this.a.teacher,
+      data,
+      numClasses: this.a.numClasses,
       teacherValLogits: this.teacherValLogits,
-      backend: this.backend.name,
+      backend: this.a.backend.name,
       training: {
         steps: step,
         epochs: epoch,
@@ -234,36 +345,107 @@ class TrainingLoop {
       },
     });
     if (this.early.enabled) Object.assign(summary, { bestEpoch: this.early.bestEpoch, stoppedEarly });
-    return { status: 'succeeded', summary, student: await saveModel(this.student) };
+    return { status: 'succeeded', summary, student: await saveModel(this.a.student) };
   }
+
+  /** The unlabeled examples of step `step`: consecutive slices of a seeded order, renewed each pass. */
+  private unlabeledBatch(step: number): Int32Array {
+    const u = this.a.unlabeled!;
+    const bs = Math.min(this.a.spec.training.batchSize, u.n);
+    const perPass = Math.floor(u.n / bs);
+    const pass = Math.floor(step / perPass);
+    const order = permutation(u.n, deriveSeed(this.a.spec.training.seed, 'unlabeled', pass));
+    const at = (step % perPass) * bs;
+    return order.subarray(at, at + bs);
+  }
+
+  /** The teacher's side of a batch: logits, read layers, input gradients. */
+  private async teacherSide(idx: Int32Array, m: number) {
+    const { teacher, features, spec } = this.a;
+    if (!teacher) return {};
+    const f = this.a.data.train.features;
+    let logits: Float32Array;
+    let feats: { data: Float32Array; shape: number[] }[] = [];
+    if (this.cache) logits = await this.cache.batch(idx, this.x);
+    else ({ logits, features: feats } = await teacher.forward(this.x.subarray(0, m * f), m));
+    const jac = spec.distillation.losses.find((l) => l.type === 'jacobian');
+    const grad =
+      jac && teacher.inputGradients
+        ? await teacher.inputGradients(
+            this.x.subarray(0, m * f),
+            m,
+            this.labels.subarray(0, m),
+            jac.temperature,
+          )
+        : undefined;
+    let unlabeled: { idx: Int32Array; logits: Float32Array } | undefined;
+    if (this.unlabeledCache && this.a.unlabeled) {
+      const uidx = this.unlabeledBatch(this.lastStep);
+      gatherScaled(this.a.unlabeled, uidx, this.a.data.scale, this.xu);
+      unlabeled = { idx: uidx, logits: await this.unlabeledCache.batch(uidx, this.xu) };
+    }
+    return { logits, features: features.teacher.map((name, i) => ({ name, ...feats[i]! })), grad, unlabeled };
+  }
+
+  private lastStep = 0;
 
   /** One optimizer step on the examples at `idx`; `step` is the number of steps done before it. */
   private async step(idx: Int32Array, step: number): Promise<void> {
-    const { data, student, numClasses, spec } = this;
+    const { data, student, numClasses, spec } = this.a;
     const m = idx.length;
+    const f = data.train.features;
     gatherScaled(data.train, idx, data.scale, this.x);
     for (let i = 0; i < m; i++) this.labels[i] = data.train.y[idx[i]!]!;
-    const tRows = this.cache ? await this.cache.batch(idx, this.x) : undefined;
+    this.lastStep = step;
+    const t = await this.teacherSide(idx, m);
     seedDropout(student, spec.training.seed, step);
     const lr = learningRateAt(spec, step, this.totalSteps, this.stepsPerEpoch);
-    setLearningRate(this.optimizer, lr);
+    setLearningRate(this.a.optimizer, lr);
     const progress = this.totalSteps > 1 ? step / (this.totalSteps - 1) : 1;
     const values = tf.tidy(() => {
-      const xb = tf.tensor(this.x.subarray(0, m * data.train.features), [m, ...data.inputShape]);
+      const xb = tf.tensor(this.x.subarray(0, m * f), [m, ...data.inputShape]);
       const yb = tf.tensor1d(this.labels.subarray(0, m), 'int32');
-      const tb = tRows ? tf.tensor2d(tRows, [m, numClasses]) : undefined;
+      const teacherFeatures = new Map((t.features ?? []).map((x) => [x.name, tf.tensor(x.data, x.shape)]));
+      const u = t.unlabeled;
+      const xu = u
+        ? tf.tensor(this.xu.subarray(0, u.idx.length * f), [u.idx.length, ...data.inputShape])
+        : undefined;
       let kept: tf.Scalar[] = [];
-      const total = this.optimizer.minimize(() => {
-        const logits = student.apply(xb, { training: true }) as tf.Tensor2D;
-        const terms = lossTerms(spec.distillation.losses, {
-          studentLogits: logits,
-          labels: yb,
-          teacherLogits: tb,
-          progress,
-        });
-        kept = terms.map((t) => tf.keep(t.value));
-        return tf.addN(terms.map((t) => tf.mul(t.value, t.weight))) as tf.Scalar;
-      }, true) as tf.Scalar;
+      const total = this.a.optimizer.minimize(
+        () => {
+          const out = this.tapped.apply(xb, { training: true });
+          const [logits, ...feats] = (Array.isArray(out) ? out : [out]) as tf.Tensor[];
+          const ctx: LossContext = {
+            studentLogits: logits as tf.Tensor2D,
+            labels: yb,
+            teacherLogits: t.logits ? tf.tensor2d(t.logits, [m, numClasses]) : undefined,
+            studentFeatures: new Map(this.a.features.student.map((name, i) => [name, feats[i]!])),
+            teacherFeatures,
+            adapters: this.adapters,
+            studentInputGradient: (T) =>
+              inputGradient(
+                (xi) => student.apply(xi, { training: true }) as tf.Tensor,
+                xb,
+                tf.oneHot(yb, numClasses),
+                T,
+              ),
+            teacherInputGradient: t.grad ? tf.tensor(t.grad, xb.shape) : undefined,
+            unlabeled:
+              u && xu
+                ? {
+                    studentLogits: student.apply(xu, { training: true }) as tf.Tensor2D,
+                    teacherLogits: tf.tensor2d(u.logits, [u.idx.length, numClasses]),
+                  }
+                : undefined,
+            progress,
+          };
+          const terms = lossTerms(spec.distillation.losses, ctx);
+          kept = terms.map((term) => tf.keep(term.value));
+          return tf.addN(terms.map((term) => tf.mul(term.value, term.weight))) as tf.Scalar;
+        },
+        true,
+        this.variables,
+      ) as tf.Scalar;
       return [total, ...kept];
     });
     const o = spec.training.optimizer;
@@ -273,8 +455,8 @@ class TrainingLoop {
 
   /** Validation loss and accuracy (and agreement with the teacher). */
   private async validate(step: number): Promise<{ accuracy: number; loss: number }> {
-    const { data, numClasses } = this;
-    const valLogits = await predictLogits(this.student, data.validation, data, numClasses);
+    const { data, numClasses, teacher, student, hooks } = this.a;
+    const valLogits = await predictLogits(student, data.validation, data, numClasses);
     const v = {
       accuracy: accuracy(valLogits, data.validation.y, numClasses),
       loss: meanCrossEntropy(valLogits, data.validation.y, numClasses),
@@ -283,15 +465,15 @@ class TrainingLoop {
       { name: 'val_loss', step, value: v.loss },
       { name: 'val_accuracy', step, value: v.accuracy },
     ];
-    if (this.teacher) {
-      this.teacherValLogits ??= await teacherLogits(this.teacher, data.validation, data);
+    if (teacher) {
+      this.teacherValLogits ??= await teacherLogits(teacher, data.validation, data);
       points.push({
         name: 'val_agreement',
         step,
         value: agreement(valLogits, this.teacherValLogits, data.validation.n, numClasses),
       });
     }
-    this.hooks.onMetrics(points);
+    hooks.onMetrics(points);
     return v;
   }
 }

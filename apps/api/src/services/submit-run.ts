@@ -18,12 +18,18 @@ export async function contextProblems(
   checkUris: boolean,
 ): Promise<ErrorDetail[]> {
   const problems: ErrorDetail[] = checkUris ? await checkSpecUris(spec, deps.policy) : [];
-  if (spec.teacher && 'run' in spec.teacher) {
-    const t = await getRunById(deps.db, spec.teacher.run);
-    if (!t || t.teamId !== teamId) problems.push({ path: '/teacher/run', message: 'no run with this id' });
+  const runTeachers = [
+    ...(spec.teacher && 'run' in spec.teacher ? [{ path: '/teacher/run', id: spec.teacher.run }] : []),
+    ...(spec.teachers ?? []).flatMap((t, i) =>
+      'run' in t ? [{ path: `/teachers/${i}/run`, id: t.run }] : [],
+    ),
+  ];
+  for (const { path, id } of runTeachers) {
+    const t = await getRunById(deps.db, id);
+    if (!t || t.teamId !== teamId) problems.push({ path, message: 'no run with this id' });
     else if (t.status !== 'succeeded') {
       problems.push({
-        path: '/teacher/run',
+        path,
         message: `run is ${t.status}; a teacher run must have succeeded (submit once it has)`,
       });
     }

@@ -50,9 +50,23 @@ export const PreprocessSchema = Type.Object(
   Closed,
 );
 
+export const UnlabeledSchema = Type.Object(
+  {
+    format: Type.Literal('idx'),
+    images: Uri,
+    limit: Type.Optional(Limit),
+  },
+  {
+    ...Closed,
+    title: 'UnlabeledIdx',
+    description: 'Examples without labels, for pseudo-label losses: an IDX images file.',
+  },
+);
+
 export const DataSchema = Type.Object(
   {
     train: IdxDataset,
+    unlabeled: Type.Optional(UnlabeledSchema),
     validation: Type.Optional(ValidationSchema),
     preprocess: Type.Optional(PreprocessSchema),
   },

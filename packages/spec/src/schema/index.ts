@@ -1,8 +1,8 @@
 import Type, { type Static } from 'typebox';
 import { Closed } from './common.js';
-import { DataSchema, type IdxDataset } from './data.js';
+import { DataSchema, type IdxDataset, type UnlabeledSchema } from './data.js';
 import { DistillationSchema } from './losses.js';
-import { StudentSchema, TeacherSchema } from './models.js';
+import { StudentSchema, TeacherSchema, TeachersSchema } from './models.js';
 import { ResourcesSchema, TrainingSchema } from './training.js';
 
 export type { UnionBranchHint } from './common.js';
@@ -20,6 +20,7 @@ export const RunSpecSchema = Type.Object(
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Default: the kind.' })),
     kind: Type.Optional(Type.Enum(['distill', 'train'], { description: 'Default distill.' })),
     teacher: Type.Optional(TeacherSchema),
+    teachers: Type.Optional(TeachersSchema),
     student: StudentSchema,
     data: DataSchema,
     distillation: Type.Optional(DistillationSchema),
@@ -44,3 +45,4 @@ export type RunSpecInput = Static<typeof RunSpecSchema>;
 export type TeacherInput = Static<typeof TeacherSchema>;
 export type StudentInput = Static<typeof StudentSchema>;
 export type IdxDatasetSpec = Static<typeof IdxDataset>;
+export type UnlabeledSpec = Static<typeof UnlabeledSchema>;

@@ -66,13 +66,122 @@ const DkdLoss = Type.Object(
   },
 );
 
+const LayerName = (who: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: 200,
+    description: `A layer of the ${who} (TensorFlow.js layer name, or ONNX node or value name).`,
+  });
+
+const HintLoss = Type.Object(
+  {
+    type: Type.Literal('hint'),
+    weight: Type.Optional(Weight),
+    student: LayerName('student'),
+    teacher: LayerName('teacher'),
+  },
+  {
+    ...Closed,
+    title: 'HintLoss',
+    description:
+      'FitNets: the student layer, mapped by a learned linear adapter (a 1×1 convolution for feature maps), regressed onto the teacher layer (mean squared error).',
+  },
+);
+
+const AttentionLoss = Type.Object(
+  {
+    type: Type.Literal('attention'),
+    weight: Type.Optional(Weight),
+    student: LayerName('student'),
+    teacher: LayerName('teacher'),
+    p: Type.Optional(
+      Type.Number({
+        minimum: 1,
+        maximum: 8,
+        description: 'Exponent of the attention map Σ_c |A|^p. Default 2.',
+      }),
+    ),
+  },
+  {
+    ...Closed,
+    title: 'AttentionLoss',
+    description:
+      'Attention transfer (Zagoruyko & Komodakis): squared distance between the normalised spatial attention maps of two conv feature maps.',
+  },
+);
+
+const RkdLoss = Type.Object(
+  {
+    type: Type.Literal('rkd'),
+    weight: Type.Optional(Weight),
+    student: Type.Optional(LayerName('student')),
+    teacher: Type.Optional(LayerName('teacher')),
+    distance: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1000, description: 'Weight of the distance term. Default 1.' }),
+    ),
+    angle: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1000, description: 'Weight of the angle term. Default 2.' }),
+    ),
+  },
+  {
+    ...Closed,
+    title: 'RkdLoss',
+    description:
+      'Relational KD (Park et al.): the pairwise distances and triplet angles of the batch’s embeddings (default: the logits), matched with smooth L1.',
+  },
+);
+
+const JacobianLoss = Type.Object(
+  {
+    type: Type.Literal('jacobian'),
+    weight: Type.Optional(Weight),
+    temperature: Type.Optional(
+      Temperature('Softening of the outputs whose input gradients are matched. Default 1.'),
+    ),
+  },
+  {
+    ...Closed,
+    title: 'JacobianLoss',
+    description:
+      'Gradient matching: the input gradient of log softmax(z / T) at the label, normalised per example, pulled towards the teacher’s (squared distance). Needs a TensorFlow.js teacher.',
+  },
+);
+
+const PseudoLabelLoss = Type.Object(
+  {
+    type: Type.Literal('pseudo-label'),
+    weight: Type.Optional(Weight),
+    mode: Type.Optional(
+      Type.Enum(['hard', 'soft'], {
+        description: 'Train on the teacher’s top class (hard) or its distribution (soft). Default hard.',
+      }),
+    ),
+    threshold: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 1,
+        description:
+          'Hard mode: only examples the teacher gives at least this probability count. Default 0.9.',
+      }),
+    ),
+    temperature: Type.Optional(
+      Temperature('Soft mode: temperature of the distributions (scaled by T²). Default 1.'),
+    ),
+  },
+  {
+    ...Closed,
+    title: 'PseudoLabelLoss',
+    description:
+      'Sample distillation: the teacher labels `data.unlabeled`, and each step the student also trains on a batch of it.',
+  },
+);
+
 export const LossSchema = TaggedUnion(
-  [KdLoss, CeLoss, DkdLoss],
-  [
-    { key: 'type', value: 'kd' },
-    { key: 'type', value: 'ce' },
-    { key: 'type', value: 'dkd' },
-  ],
+  [KdLoss, CeLoss, DkdLoss, HintLoss, AttentionLoss, RkdLoss, JacobianLoss, PseudoLabelLoss],
+  ['kd', 'ce', 'dkd', 'hint', 'attention', 'rkd', 'jacobian', 'pseudo-label'].map((value) => ({
+    key: 'type',
+    value,
+  })),
   'One term of the training loss.',
 );
 

@@ -29,6 +29,38 @@ export const TeacherSchema = TaggedUnion(
   'The trained model whose outputs the student learns from.',
 );
 
+const TeacherWeight = Type.Number({
+  exclusiveMinimum: 0,
+  maximum: 1000,
+  description: 'Share of this teacher in the combined soft targets. Default 1.',
+});
+
+export const TeachersSchema = Type.Array(
+  TaggedUnion(
+    [
+      Type.Object(
+        { uri: Uri, format: TeacherFormatSchema, weight: Type.Optional(TeacherWeight) },
+        { ...Closed, title: 'WeightedTeacherFromUri' },
+      ),
+      Type.Object(
+        {
+          run: Type.String({ format: 'uuid', description: 'Id of an earlier succeeded run.' }),
+          weight: Type.Optional(TeacherWeight),
+        },
+        { ...Closed, title: 'WeightedTeacherFromRun' },
+      ),
+    ],
+    [{ key: 'uri' }, { key: 'run' }],
+    'One teacher of several.',
+  ),
+  {
+    minItems: 2,
+    maxItems: 8,
+    description:
+      'Several teachers instead of one: their probabilities are averaged by weight into one soft target. Losses that read intermediate layers, or input gradients, use the first.',
+  },
+);
+
 const LayerSizes = (description: string) =>
   Type.Array(Type.Integer({ minimum: 1, maximum: 8192 }), { minItems: 0, maxItems: 16, description });
 

@@ -125,3 +125,24 @@ export function gatherScaled(
     for (let k = 0; k < features; k++) out[dst + k] = x[src + k]! * scale;
   }
 }
+
+/** Examples without labels (for pseudo-labelling), shaped like the training set's. */
+export async function loadUnlabeled(
+  spec: RunSpec,
+  src: ByteSource,
+  features: number,
+): Promise<LabelledSet | undefined> {
+  const u = spec.data.unlabeled;
+  if (!u) return undefined;
+  const images = parseIdx(await src.read(u.images), `/data/unlabeled/images (${u.images})`, u.limit);
+  const n = images.shape[0]!;
+  const per = images.shape.slice(1).reduce((a, b) => a * b, 1);
+  if (per !== features) {
+    throw new RetortError(
+      'RETORT_DATA_INVALID',
+      `/data/unlabeled has ${per} values per example but /data/train has ${features}`,
+    );
+  }
+  if (n === 0) throw new RetortError('RETORT_DATA_INVALID', '/data/unlabeled has no examples');
+  return { x: images.data, y: new Int32Array(n), n, features };
+}

@@ -1,9 +1,11 @@
 import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
 import type * as tf from '@tensorflow/tfjs';
 import type { ByteSource } from '../io.js';
+import { onnxTeacher } from './onnx-teacher.js';
 import { buildPreset } from './presets.js';
 import { loadLayersModelFrom, type SavedModel, WEIGHTS_FILE } from './saved-model.js';
-import { onnxTeacher, type Teacher, tfjsTeacher } from './teacher.js';
+import type { Teacher } from './teacher.js';
+import { tfjsTeacher } from './tfjs-teacher.js';
 
 /** Resolves `{ run: id }` teachers: the worker reads them from Postgres, the CLI from its folder. */
 export type RunModelLoader = (runId: string) => Promise<SavedModel>;
@@ -24,6 +26,8 @@ export async function loadTeacher(
   inputShape: number[],
   src: ByteSource,
   loadRun: RunModelLoader,
+  /** Intermediate outputs the losses need, by layer or node name. */
+  features: string[] = [],
 ): Promise<Teacher> {
   try {
     if ('run' in spec) {
@@ -40,13 +44,14 @@ export async function loadTeacher(
         },
         `the model of run ${spec.run}`,
       );
-      return tfjsTeacher(model, inputShape);
+      return tfjsTeacher(model, inputShape, features);
     }
     if (spec.format === 'onnx')
-      return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`);
+      return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`, features);
     return tfjsTeacher(
       await readLayersModel(spec.uri, src, `teacher ${spec.uri}`, 'RETORT_TEACHER_UNREADABLE'),
       inputShape,
+      features,
     );
   } catch (e) {
     if (isRetortError(e) && e.code === 'RETORT_DATA_UNREADABLE')

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { onnxParamCount, onnxTeacher } from './teacher.js';
+import { onnxParamCount, onnxTeacher } from './onnx-teacher.js';
 
 const FIXTURES = new URL('../../fixtures/', import.meta.url);
 const expected = JSON.parse(readFileSync(new URL('fmnist-mlp-teacher.expected.json', FIXTURES), 'utf8')) as {
@@ -59,6 +59,37 @@ describe('ONNX teacher exported by PyTorch', () => {
   it('refuses data of the wrong shape, naming both shapes', async () => {
     await expect(onnxTeacher(bytes, [32, 32, 3], 'teacher t.onnx')).rejects.toThrow(
       /takes inputs of shape \[batch, 1, 28, 28\]/,
+    );
+  });
+});
+
+describe('ONNX teacher: intermediate outputs by node name', () => {
+  const bytes = readFileSync(new URL('fmnist-cnn-teacher.onnx', FIXTURES));
+  const cnn = JSON.parse(readFileSync(new URL('fmnist-cnn-teacher.expected.json', FIXTURES), 'utf8')) as {
+    params: number;
+    logitsFirst2Test: number[][];
+    block1First2TestNHWC: number[][][][];
+  };
+
+  it('returns the feature map PyTorch computed, as NHWC, beside the logits', async () => {
+    const teacher = await onnxTeacher(bytes, [28, 28, 1], 'cnn', ['/block1/block1.1/Relu']);
+    expect(onnxParamCount(bytes)).toBe(cnn.params);
+    const { x } = testImages(2);
+    const { logits, features } = await teacher.forward(x, 2);
+    const flat = cnn.logitsFirst2Test.flat();
+    for (let i = 0; i < flat.length; i++) expect(logits[i]).toBeCloseTo(flat[i]!, 4);
+    expect(features[0]!.shape).toEqual([2, 28, 28, 8]);
+    const expectedMap = cnn.block1First2TestNHWC.flat(3);
+    let maxErr = 0;
+    for (let i = 0; i < expectedMap.length; i++)
+      maxErr = Math.max(maxErr, Math.abs(features[0]!.data[i]! - expectedMap[i]!));
+    expect(maxErr).toBeLessThan(1e-4);
+    teacher.dispose();
+  });
+
+  it('names the nodes it has when asked for one it does not', async () => {
+    await expect(onnxTeacher(bytes, [28, 28, 1], 'cnn', ['conv9'])).rejects.toThrow(
+      /cnn has no node or value named "conv9" \(its nodes: \/block1\/block1.0\/Conv/,
     );
   });
 });

@@ -1,4 +1,4 @@
-import type { LossSpec, TemperatureSpec } from '@retort/spec';
+import type { TemperatureSpec } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 
 /**
@@ -66,38 +66,4 @@ export function temperatureAt(t: TemperatureSpec, progress: number): number {
   if (typeof t === 'number') return t;
   const f = t.schedule === 'cosine' ? (1 - Math.cos(Math.PI * progress)) / 2 : progress;
   return t.from + (t.to - t.from) * f;
-}
-
-export interface LossInputs {
-  studentLogits: tf.Tensor2D;
-  labels: tf.Tensor1D;
-  teacherLogits?: tf.Tensor2D | undefined;
-  /** How far through the run this step is, 0 to 1 (for schedules). */
-  progress: number;
-}
-
-type LossOf<T extends LossSpec['type']> = Extract<LossSpec, { type: T }>;
-
-function needTeacher(inputs: LossInputs): tf.Tensor2D {
-  if (!inputs.teacherLogits) throw new Error('this loss needs teacher logits');
-  return inputs.teacherLogits;
-}
-
-/** Each loss type and how it is computed. */
-const LOSSES: { [T in LossSpec['type']]: (l: LossOf<T>, inputs: LossInputs) => tf.Scalar } = {
-  kd: (l, x) => kdLoss(x.studentLogits, needTeacher(x), temperatureAt(l.temperature, x.progress)),
-  dkd: (l, x) => dkdLoss(x.studentLogits, needTeacher(x), x.labels, l),
-  ce: (_l, x) => ceLoss(x.studentLogits, x.labels),
-};
-
-/** The weighted terms of a spec's losses, in the spec's order. */
-export function lossTerms(
-  losses: LossSpec[],
-  inputs: LossInputs,
-): { type: string; weight: number; value: tf.Scalar }[] {
-  return losses.map((l) => ({
-    type: l.type,
-    weight: l.weight,
-    value: (LOSSES[l.type] as (l: LossSpec, x: LossInputs) => tf.Scalar)(l, inputs),
-  }));
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ceLoss, dkdLoss, kdLoss, temperatureAt } from './losses.js';
+import { ceLoss, dkdLoss, kdLoss, temperatureAt } from './logit.js';
 
 const value = (t: tf.Scalar) => {
   const v = t.dataSync()[0]!;
