@@ -142,7 +142,7 @@ describe('validateSpec', () => {
         }),
         { path: '/data/validation/split', message: 'must be < 1' },
         expect.objectContaining({ path: '/distillation/losses/0/temperatur' }),
-        { path: '/distillation/losses/1', message: 'has type "mse"; expected one of "kd", "ce", "dkd"' },
+        { path: '/distillation/losses/1', message: 'has type "mse"; expected one of "kd", "ce", "dkd", "hint", "attention", "rkd", "jacobian", "pseudo-label"' },
       ]),
     );
     expect(result.errors).toHaveLength(5);
@@ -156,7 +156,7 @@ describe('validateSpec', () => {
     });
     expect(noTeacher).toEqual({
       ok: false,
-      errors: [{ path: '/teacher', message: 'is required when kind is "distill"' }],
+      errors: [{ path: '/teacher', message: 'is required when kind is "distill" (or give `teachers`)' }],
     });
 
     const trainWithKd = validateSpec({
