@@ -1,4 +1,4 @@
-import type { IdxDatasetSpec, UnlabeledSpec } from './schema/index.js';
+import type { DatasetSpec, UnlabeledSpec } from './schema/index.js';
 
 /**
  * A run spec after validation, with every default filled in. This is what is stored on the run,
@@ -12,10 +12,11 @@ export interface RunSpec {
   teachers?: WeightedTeacherSpec[];
   student: StudentSpec;
   data: {
-    train: IdxDatasetSpec;
-    validation: IdxDatasetSpec | { split: number };
+    train: DatasetSpec;
+    validation: DatasetSpec | { split: number };
     unlabeled?: UnlabeledSpec;
-    preprocess: { scale: number; shape?: number[] };
+    preprocess: { scale: number; shape?: number[]; mean?: number[]; std?: number[] };
+    augment?: { shift: number; flip: boolean };
   };
   distillation: { losses: LossSpec[] };
   training: {

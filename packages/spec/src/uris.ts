@@ -19,17 +19,17 @@ export function specUris(spec: RunSpec): { path: string; uri: string }[] {
   for (const [i, t] of (spec.teachers ?? []).entries())
     if ('uri' in t) out.push({ path: `/teachers/${i}/uri`, uri: t.uri });
   if ('uri' in spec.student) out.push({ path: '/student/uri', uri: spec.student.uri });
-  out.push(
-    { path: '/data/train/images', uri: spec.data.train.images },
-    { path: '/data/train/labels', uri: spec.data.train.labels },
-  );
-  const v = spec.data.validation;
-  if ('images' in v)
-    out.push(
-      { path: '/data/validation/images', uri: v.images },
-      { path: '/data/validation/labels', uri: v.labels },
-    );
-  if (spec.data.unlabeled) out.push({ path: '/data/unlabeled/images', uri: spec.data.unlabeled.images });
+  const sets: [string, object][] = [
+    ['/data/train', spec.data.train],
+    ['/data/validation', spec.data.validation],
+  ];
+  if (spec.data.unlabeled) sets.push(['/data/unlabeled', spec.data.unlabeled]);
+  for (const [at, set] of sets) {
+    for (const key of ['images', 'labels', 'uri', 'features'] as const) {
+      const v = (set as Record<string, unknown>)[key];
+      if (typeof v === 'string' && /^(file|https?):/.test(v)) out.push({ path: `${at}/${key}`, uri: v });
+    }
+  }
   return out;
 }
 

@@ -142,7 +142,11 @@ describe('validateSpec', () => {
         }),
         { path: '/data/validation/split', message: 'must be < 1' },
         expect.objectContaining({ path: '/distillation/losses/0/temperatur' }),
-        { path: '/distillation/losses/1', message: 'has type "mse"; expected one of "kd", "ce", "dkd", "hint", "attention", "rkd", "jacobian", "pseudo-label"' },
+        {
+          path: '/distillation/losses/1',
+          message:
+            'has type "mse"; expected one of "kd", "ce", "dkd", "hint", "attention", "rkd", "jacobian", "pseudo-label"',
+        },
       ]),
     );
     expect(result.errors).toHaveLength(5);

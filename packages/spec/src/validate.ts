@@ -148,7 +148,13 @@ function withDefaults(input: RunSpecInput): RunSpec {
   if (input.teacher) spec.teacher = input.teacher;
   if (input.teachers) spec.teachers = input.teachers.map((t) => ({ ...t, weight: t.weight ?? 1 }));
   if (input.data.unlabeled) spec.data.unlabeled = input.data.unlabeled;
-  if (input.data.preprocess?.shape) spec.data.preprocess.shape = input.data.preprocess.shape;
+  const pre = input.data.preprocess;
+  if (pre?.shape) spec.data.preprocess.shape = pre.shape;
+  if (pre?.mean) spec.data.preprocess.mean = pre.mean;
+  if (pre?.std) spec.data.preprocess.std = pre.std;
+  const aug = input.data.augment;
+  if (aug && ((aug.shift ?? 0) > 0 || aug.flip))
+    spec.data.augment = { shift: aug.shift ?? 0, flip: aug.flip ?? false };
   if (t.maxSteps !== undefined) spec.training.maxSteps = t.maxSteps;
   if (t.earlyStopping) {
     spec.training.earlyStopping = {

@@ -1,6 +1,6 @@
 import type { ModelSummary, RunSummary } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
-import type { Datasets } from './data/dataset.js';
+import { type Datasets, gatherScaled } from './data/dataset.js';
 import {
   accuracy,
   agreement,
@@ -29,10 +29,14 @@ export const LATENCY_BATCH = 256;
 
 /** The first validation examples, scaled, as the models take them. */
 function firstExamples(data: Datasets, n: number): { x: Float32Array; n: number } {
-  const f = data.validation.features;
   const m = Math.min(n, data.validation.n);
-  const x = new Float32Array(m * f);
-  for (let k = 0; k < m * f; k++) x[k] = data.validation.x[k]! * data.scale;
+  const x = new Float32Array(m * data.validation.features);
+  gatherScaled(
+    data.validation,
+    Int32Array.from({ length: m }, (_, i) => i),
+    data.preprocess,
+    x,
+  );
   return { x, n: m };
 }
 

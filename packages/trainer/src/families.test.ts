@@ -219,4 +219,30 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     expect(outcome.summary.teacher?.runtime).toBe('onnxruntime-cpu');
     expect(outcome.summary.agreement).toBeGreaterThan(0.3); // chance is about 0.1
   });
+
+  it('trains from CSV and NPY files, normalised per channel, with augmentation', async () => {
+    const F = `file://${FIXTURES}`;
+    const { outcome, series } = await run(
+      {
+        kind: 'train',
+        student: { preset: 'cnn', filters: [4], dense: [8] },
+        data: {
+          train: { format: 'csv', uri: `${F}fmnist-60.csv` },
+          validation: {
+            format: 'npy',
+            features: `${F}fmnist-60-images.npy`,
+            labels: `${F}fmnist-60-labels.npy`,
+          },
+          preprocess: { shape: [28, 28, 1], mean: [0.286], std: [0.353] },
+          augment: { shift: 2, flip: true },
+        },
+        training: { epochs: 3, batchSize: 20, seed: 3 },
+      },
+      backend,
+    );
+    expect(outcome.status).toBe('succeeded');
+    expect(series('loss')).toHaveLength(9);
+    if (outcome.status === 'succeeded')
+      expect(outcome.summary).toMatchObject({ trainExamples: 60, validationExamples: 60 });
+  });
 });

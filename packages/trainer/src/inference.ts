@@ -20,7 +20,7 @@ async function overSet(
   for (let start = 0; start < set.n; start += EVAL_BATCH) {
     const m = Math.min(EVAL_BATCH, set.n - start);
     for (let i = 0; i < m; i++) idx[i] = start + i;
-    gatherScaled(set, idx.subarray(0, m), d.scale, buf);
+    gatherScaled(set, idx.subarray(0, m), d.preprocess, buf);
     out.set(await logitsOf(buf.subarray(0, m * set.features), m), start * k);
   }
   return out;

@@ -8,6 +8,7 @@ import {
   restoreCheckpoint,
   type TrainingPosition,
 } from './checkpoint.js';
+import { augmentBatch } from './data/augment.js';
 import {
   type Datasets,
   gatherScaled,
@@ -205,7 +206,9 @@ class TrainingLoop {
     this.totalSteps = Math.min(maxSteps ?? Infinity, epochs * this.stepsPerEpoch);
     // With intermediate outputs to read, the teacher runs on every batch; logits alone are cached.
     this.cache =
-      teacher && a.features.teacher.length === 0 ? new TeacherCache(teacher, data.train) : undefined;
+      teacher && a.features.teacher.length === 0 && !spec.data.augment
+        ? new TeacherCache(teacher, data.train)
+        : undefined;
     this.unlabeledCache = teacher && a.unlabeled ? new TeacherCache(teacher, a.unlabeled) : undefined;
     const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
     this.losses = new LossLog(names, (points) => hooks.onMetrics(points));
@@ -381,7 +384,7 @@ class TrainingLoop {
     let unlabeled: { idx: Int32Array; logits: Float32Array } | undefined;
     if (this.unlabeledCache && this.a.unlabeled) {
       const uidx = this.unlabeledBatch(this.lastStep);
-      gatherScaled(this.a.unlabeled, uidx, this.a.data.scale, this.xu);
+      gatherScaled(this.a.unlabeled, uidx, this.a.data.preprocess, this.xu);
       unlabeled = { idx: uidx, logits: await this.unlabeledCache.batch(uidx, this.xu) };
     }
     return { logits, features: features.teacher.map((name, i) => ({ name, ...feats[i]! })), grad, unlabeled };
@@ -394,7 +397,9 @@ class TrainingLoop {
     const { data, student, numClasses, spec } = this.a;
     const m = idx.length;
     const f = data.train.features;
-    gatherScaled(data.train, idx, data.scale, this.x);
+    gatherScaled(data.train, idx, data.preprocess, this.x);
+    if (spec.data.augment)
+      augmentBatch(this.x, m, data.inputShape, spec.data.augment, data.preprocess, spec.training.seed, step);
     for (let i = 0; i < m; i++) this.labels[i] = data.train.y[idx[i]!]!;
     this.lastStep = step;
     const t = await this.teacherSide(idx, m);

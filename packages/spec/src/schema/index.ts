@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox';
 import { Closed } from './common.js';
-import { DataSchema, type IdxDataset, type UnlabeledSchema } from './data.js';
+import type { DatasetSchema, IdxDataset, UnlabeledSchema } from './data.js';
+import { DataSchema } from './data.js';
 import { DistillationSchema } from './losses.js';
 import { StudentSchema, TeacherSchema, TeachersSchema } from './models.js';
 import { ResourcesSchema, TrainingSchema } from './training.js';
@@ -45,4 +46,5 @@ export type RunSpecInput = Static<typeof RunSpecSchema>;
 export type TeacherInput = Static<typeof TeacherSchema>;
 export type StudentInput = Static<typeof StudentSchema>;
 export type IdxDatasetSpec = Static<typeof IdxDataset>;
+export type DatasetSpec = Static<typeof DatasetSchema>;
 export type UnlabeledSpec = Static<typeof UnlabeledSchema>;
