@@ -50,6 +50,16 @@ export async function runLocal(
       onCheckpoint: async (c) =>
         writeFileSync(path.join(dir, 'checkpoints', `step-${c.position.step}.ckpt`), c.bytes),
       shouldStop: () => (canceled ? 'cancel' : null),
+      teacherCache: {
+        load: async (key) => {
+          const file = path.join(opts.out, 'teacher-cache', `${key}.bin`);
+          return existsSync(file) ? readFileSync(file) : null;
+        },
+        store: async (key, bytes) => {
+          mkdirSync(path.join(opts.out, 'teacher-cache'), { recursive: true });
+          writeFileSync(path.join(opts.out, 'teacher-cache', `${key}.bin`), bytes);
+        },
+      },
       log,
     },
     backend,

@@ -20,7 +20,8 @@ export type ToChild =
   | { type: 'cancel' }
   /** Checkpoint before the next step, then stop (pause, shutdown). */
   | { type: 'stop' }
-  | { type: 'checkpoint-stored'; id: number; error?: string };
+  | { type: 'checkpoint-stored'; id: number; error?: string }
+  | { type: 'cache-found'; id: number; bytes: Uint8Array | null };
 
 export type FromChild =
   | { type: 'backend'; name: BackendName; device: string; skipped: string[] }
@@ -37,4 +38,8 @@ export type FromChild =
   | { type: 'succeeded'; summary: RunSummary; student: SavedModel }
   | { type: 'canceled'; position: TrainingPosition }
   | { type: 'stopped'; position: TrainingPosition }
-  | { type: 'failed'; error: RunError; retryable: boolean };
+  | { type: 'failed'; error: RunError; retryable: boolean }
+  /** Asks for a stored teacher-output cache; answered by `cache-found`. */
+  | { type: 'cache-get'; id: number; key: string }
+  /** Hands over a teacher-output cache to store for later runs. */
+  | { type: 'cache-put'; key: string; bytes: Uint8Array };

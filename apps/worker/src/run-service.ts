@@ -2,6 +2,7 @@ import {
   claimRun,
   type Db,
   FencedOutError,
+  findTeacherCache,
   finishRun,
   getRunById,
   latestCheckpoint,
@@ -192,6 +193,28 @@ export class RunService {
             // One write at a time, in order: a slow write must not land after a newer one.
             progressWrites = progressWrites.then(() => writeProgress(m.progress)).catch(onWriteError);
           }
+          break;
+        case 'cache-get':
+          findTeacherCache(db, run.teamId, m.key).then(
+            (bytes) => proc.send({ type: 'cache-found', id: m.id, bytes }),
+            (e) => {
+              log.warn({ err: String(e) }, 'could not read the teacher cache');
+              proc.send({ type: 'cache-found', id: m.id, bytes: null });
+            },
+          );
+          break;
+        case 'cache-put':
+          putArtifact(db, {
+            runId,
+            attempt,
+            kind: 'teacher-cache',
+            name: `teacher-cache-${m.key.slice(0, 16)}`,
+            bytes: m.bytes,
+            metadata: { cacheKey: m.key },
+          }).then(
+            () => log.info({ key: m.key.slice(0, 16) }, 'teacher outputs stored for later runs'),
+            onWriteError,
+          );
           break;
         case 'checkpoint': {
           // Every metric point up to the checkpoint's step is written before the checkpoint is, so

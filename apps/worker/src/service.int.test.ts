@@ -136,6 +136,30 @@ describe('Retort end to end (API and worker processes)', () => {
     expect(done.summary?.teacher).toMatchObject({ params: 50890, runtime: 'onnxruntime-cpu' });
   });
 
+  it('stores the teacher’s outputs as an artifact, and a later run with the same teacher and data reads them', async () => {
+    const spec = {
+      name: 'e2e-cache',
+      teacher: { uri: `file://${FIXTURES}fmnist-mlp-teacher.onnx`, format: 'onnx' },
+      student: { preset: 'mlp', hidden: [16] },
+      data: data(400, 100),
+      training: { epochs: 2, batchSize: 50, seed: 4 },
+    };
+    const first = await client.wait((await client.submit(spec)).run.id, {
+      intervalMs: 300,
+      timeoutMs: 120_000,
+    });
+    const second = await client.wait((await client.submit(spec)).run.id, {
+      intervalMs: 300,
+      timeoutMs: 120_000,
+    });
+    expect(first.summary?.teacherCache).toBe('stored');
+    expect(second.summary?.teacherCache).toBe('hit');
+    const hash = async (id: string) =>
+      (await client.artifacts(id)).find((a) => a.name === 'weights.bin')?.sha256;
+    expect(await hash(second.id)).toBe(await hash(first.id));
+    expect((await client.artifacts(first.id)).filter((a) => a.kind === 'teacher-cache')).toHaveLength(1);
+  });
+
   it('cancels a running run before its next step, keeping what it logged', async () => {
     const { run } = await client.submit({
       name: 'e2e-cancel',

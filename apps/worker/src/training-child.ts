@@ -24,6 +24,8 @@ let lastProgress = -Infinity;
 let stop: StopRequest = null;
 let nextCheckpoint = 1;
 const checkpointAcks = new Map<number, (error?: string) => void>();
+let nextCacheRequest = 1;
+const cacheAnswers = new Map<number, (bytes: Uint8Array | null) => void>();
 let backendReady: ReturnType<typeof initBackend> | undefined;
 
 async function chooseBackend(prefer: BackendName | undefined) {
@@ -68,6 +70,15 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
         if (error) throw new Error(`checkpoint not stored: ${error}`);
       },
       shouldStop: () => stop,
+      teacherCache: {
+        load: async (key) => {
+          const id = nextCacheRequest++;
+          const found = new Promise<Uint8Array | null>((resolve) => cacheAnswers.set(id, resolve));
+          await send({ type: 'cache-get', id, key });
+          return found;
+        },
+        store: async (key, bytes) => send({ type: 'cache-put', key, bytes }),
+      },
       log: (message) => void send({ type: 'log', message }),
     },
     backend,
@@ -98,6 +109,10 @@ process.on('message', (m: ToChild) => {
       break;
     case 'stop':
       stop ??= 'checkpoint';
+      break;
+    case 'cache-found':
+      cacheAnswers.get(m.id)?.(m.bytes);
+      cacheAnswers.delete(m.id);
       break;
     case 'checkpoint-stored':
       checkpointAcks.get(m.id)?.(m.error);

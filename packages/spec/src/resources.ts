@@ -57,6 +57,12 @@ export const RunSummarySchema = Type.Object({
   stoppedEarly: Type.Optional(
     Type.Boolean({ description: 'With early stopping: whether it stopped before training.epochs.' }),
   ),
+  teacherCache: Type.Optional(
+    Type.Enum(['hit', 'stored', 'computed', 'off'], {
+      description:
+        'hit: the teacher’s logits came from a stored cache; stored: computed and stored for later runs; computed: computed, not stored; off: no cache (disabled, augmentation, or layer losses).',
+    }),
+  ),
 });
 export type ModelSummary = Static<typeof ModelSummarySchema>;
 export type RunSummary = Static<typeof RunSummarySchema>;

@@ -18,7 +18,7 @@ export interface RunSpec {
     preprocess: { scale: number; shape?: number[]; mean?: number[]; std?: number[] };
     augment?: { shift: number; flip: boolean };
   };
-  distillation: { losses: LossSpec[] };
+  distillation: { losses: LossSpec[]; teacherCache: 'auto' | 'off' };
   training: {
     epochs: number;
     batchSize: number;

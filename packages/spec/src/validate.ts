@@ -130,6 +130,7 @@ function withDefaults(input: RunSpecInput): RunSpec {
       losses: (
         input.distillation?.losses ?? (kind === 'distill' ? DEFAULTS.distillLosses : DEFAULTS.trainLosses)
       ).map(lossWithDefaults),
+      teacherCache: input.distillation?.teacherCache ?? 'auto',
     },
     training: {
       epochs: t.epochs ?? DEFAULTS.epochs,

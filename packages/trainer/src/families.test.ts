@@ -44,6 +44,16 @@ async function run(
       },
       shouldStop: () => (o.stopAt !== undefined && step >= o.stopAt ? 'checkpoint' : null),
       log: () => {},
+      ...(o.cache
+        ? {
+            teacherCache: {
+              load: async (key: string) => o.cache!.get(key) ?? null,
+              store: async (key: string, bytes: Uint8Array) => {
+                o.cache!.set(key, bytes);
+              },
+            },
+          }
+        : {}),
     },
     backend,
     { resume: o.resume },
@@ -244,5 +254,50 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     expect(series('loss')).toHaveLength(9);
     if (outcome.status === 'succeeded')
       expect(outcome.summary).toMatchObject({ trainExamples: 60, validationExamples: 60 });
+  });
+
+  it('stores the teacher’s outputs once and reuses them in later runs, with identical results', async () => {
+    const cache = new Map<string, Uint8Array>();
+    const input = {
+      teacher: ONNX_MLP,
+      student: { preset: 'mlp', hidden: [16] },
+      training: { epochs: 2, batchSize: 32, seed: 8 },
+    };
+    const first = await run(input, backend, { cache });
+    const second = await run(input, backend, { cache });
+    const uncached = await run(
+      {
+        ...input,
+        distillation: {
+          teacherCache: 'off',
+          losses: [
+            { type: 'kd', weight: 0.9 },
+            { type: 'ce', weight: 0.1 },
+          ],
+        },
+      },
+      backend,
+      {
+        cache,
+      },
+    );
+    if (
+      first.outcome.status !== 'succeeded' ||
+      second.outcome.status !== 'succeeded' ||
+      uncached.outcome.status !== 'succeeded'
+    ) {
+      throw new Error('failed');
+    }
+    expect(first.outcome.summary.teacherCache).toBe('stored');
+    expect(second.outcome.summary.teacherCache).toBe('hit');
+    expect(uncached.outcome.summary.teacherCache).toBe('computed');
+    expect(cache.size).toBe(1);
+    expect([...cache.values()][0]!.byteLength).toBeGreaterThan(512 * 10 * 4);
+    expect(sha(second.outcome.student.weights)).toBe(sha(first.outcome.student.weights));
+    expect(sha(uncached.outcome.student.weights)).toBe(sha(first.outcome.student.weights));
+    // Other data, another key.
+    const other = await run({ ...input, data: fashionMnistData(300, 200) }, backend, { cache });
+    if (other.outcome.status === 'succeeded') expect(other.outcome.summary.teacherCache).toBe('stored');
+    expect(cache.size).toBe(2);
   });
 });

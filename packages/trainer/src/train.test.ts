@@ -338,17 +338,19 @@ describe('train', () => {
 });
 
 describe('TeacherCache', () => {
-  it('asks the teacher about each training example once, however many epochs read it', async () => {
-    let asked = 0;
+  it('asks the teacher about each example once, in fixed blocks of the set, whatever the batches', async () => {
+    const calls: number[][] = [];
+    const n = 600; // blocks of 256: [0, 256), [256, 512), [512, 600)
     const teacher: Teacher = {
       runtime: 'test',
       params: 0,
       numClasses: 2,
-      async logits(x, n) {
-        asked += n;
-        // A deterministic function of the input, so cached rows can be checked.
-        const out = new Float32Array(n * 2);
-        for (let i = 0; i < n; i++) out[i * 2] = x[i * 3]!;
+      fingerprint: 'test',
+      async logits(x, m) {
+        calls.push([x[0]!]);
+        // A function of the input, so cached rows can be checked: logit 0 = the example's value.
+        const out = new Float32Array(m * 2);
+        for (let i = 0; i < m; i++) out[i * 2] = x[i]!;
         return out;
       },
       async forward() {
@@ -356,23 +358,20 @@ describe('TeacherCache', () => {
       },
       dispose() {},
     };
-    const set = {
-      x: new Float32Array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]),
-      y: new Int32Array(4),
-      n: 4,
-      features: 3,
-    };
-    const cache = new TeacherCache(teacher, set);
-    const batch = (idx: number[]) => {
-      const x = new Float32Array(idx.length * 3);
-      for (const [i, j] of idx.entries()) x.set(set.x.subarray(j * 3, j * 3 + 3), i * 3);
-      return cache.batch(Int32Array.from(idx), x);
-    };
-    expect(Array.from(await batch([2, 0]))).toEqual([2, 0, 0, 0]);
-    expect(Array.from(await batch([1, 3]))).toEqual([1, 0, 3, 0]);
-    expect(asked).toBe(4);
-    expect(Array.from(await batch([3, 2, 1, 0]))).toEqual([3, 0, 2, 0, 1, 0, 0, 0]);
-    expect(Array.from(await batch([0, 1, 2]))).toEqual([0, 0, 1, 0, 2, 0]);
-    expect(asked).toBe(4);
+    const set = { x: Float32Array.from({ length: n }, (_, i) => i), y: new Int32Array(n), n, features: 1 };
+    const cache = new TeacherCache(teacher, set, { scale: 1 });
+    expect(Array.from(await cache.batch([300, 5]))).toEqual([300, 0, 5, 0]);
+    // Blocks 1 and 0 were computed, each starting at its first example.
+    expect(calls).toEqual([[256], [0]]);
+    expect(cache.complete).toBe(false);
+    expect(Array.from(await cache.batch([599, 0, 256]))).toEqual([599, 0, 0, 0, 256, 0]);
+    expect(calls).toHaveLength(3);
+    expect(cache.complete).toBe(true);
+    // A stored copy loads only under its own key.
+    const fresh = new TeacherCache(teacher, set, { scale: 1 });
+    expect(fresh.load(cache.serialize('k1'), 'k2')).toBe(false);
+    expect(fresh.load(cache.serialize('k1'), 'k1')).toBe(true);
+    expect(Array.from(await fresh.batch([42]))).toEqual([42, 0]);
+    expect(calls).toHaveLength(3);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RetortError, type RunSpec, type RunSummary, teachersOf } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendInfo } from './backend.js';
@@ -58,6 +59,11 @@ export interface TrainerHooks {
   /** Polled before every step. */
   shouldStop(): StopRequest;
   log(message: string): void;
+  /** Where teacher-output caches are kept between runs (the worker: artifacts in Postgres). */
+  teacherCache?: {
+    load(key: string): Promise<Uint8Array | null>;
+    store(key: string, bytes: Uint8Array): Promise<void>;
+  };
 }
 
 export interface TrainOptions {
@@ -146,6 +152,7 @@ export async function train(
       restored = await restoreCheckpoint(options.resume, student, optimizer);
       hooks.log(`resuming from the checkpoint at step ${restored.position.step}`);
     }
+    const cacheKey = teacher ? teacherCacheKey(spec, teacher, data) : undefined;
     const loop = await TrainingLoop.create({
       spec,
       hooks,
@@ -157,6 +164,7 @@ export async function train(
       teacher,
       numClasses,
       features,
+      cacheKey,
     });
     return await loop.run(restored);
   } finally {
@@ -164,6 +172,26 @@ export async function train(
     student.dispose();
     teacher?.dispose();
   }
+}
+
+/**
+ * What the teacher's logits on the training set depend on: the teacher's bytes, the training
+ * examples and labels as loaded (format, limit and split included) and their preprocessing.
+ */
+function teacherCacheKey(spec: RunSpec, teacher: Teacher, data: Datasets): string {
+  const h = createHash('sha256');
+  h.update(
+    JSON.stringify({
+      v: 1,
+      teacher: teacher.fingerprint,
+      preprocess: spec.data.preprocess,
+      k: teacher.numClasses,
+    }),
+  );
+  const { x, y } = data.train;
+  h.update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+  h.update(new Uint8Array(y.buffer, y.byteOffset, y.byteLength));
+  return h.digest('hex');
 }
 
 interface LoopArgs {
@@ -178,6 +206,8 @@ interface LoopArgs {
   numClasses: number;
   /** Layers the losses read, of the student and of the (first) teacher. */
   features: { student: string[]; teacher: string[] };
+  /** What the teacher's logits on the training set depend on; the teacher-cache key. */
+  cacheKey: string | undefined;
 }
 
 /** One run's training loop: steps, per-epoch validation, checkpoints, early stopping, stop requests. */
@@ -192,6 +222,8 @@ class TrainingLoop {
   private readonly xu: Float32Array;
   private readonly labels: Int32Array;
   private teacherValLogits: Float32Array | undefined;
+  /** The training-set teacher cache: loaded, to be stored once complete, or neither. */
+  private cacheState: 'hit' | 'stored' | 'computed' | 'off' | 'pending';
 
   private constructor(
     private readonly a: LoopArgs,
@@ -207,9 +239,15 @@ class TrainingLoop {
     // With intermediate outputs to read, the teacher runs on every batch; logits alone are cached.
     this.cache =
       teacher && a.features.teacher.length === 0 && !spec.data.augment
-        ? new TeacherCache(teacher, data.train)
+        ? new TeacherCache(teacher, data.train, data.preprocess)
         : undefined;
-    this.unlabeledCache = teacher && a.unlabeled ? new TeacherCache(teacher, a.unlabeled) : undefined;
+    this.unlabeledCache =
+      teacher && a.unlabeled ? new TeacherCache(teacher, a.unlabeled, data.preprocess) : undefined;
+    this.cacheState = !this.cache
+      ? 'off'
+      : spec.distillation.teacherCache === 'off' || !a.cacheKey || !hooks.teacherCache
+        ? 'computed'
+        : 'pending';
     const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
     this.losses = new LossLog(names, (points) => hooks.onMetrics(points));
     this.early = new EarlyStopping(spec.training.earlyStopping, a.student);
@@ -259,12 +297,30 @@ class TrainingLoop {
         }
         for (const t of restored.extras.values()) t.dispose();
       }
+      await this.loadTeacherCache();
       return await this.loop(restored?.position ?? { step: 0, epoch: 0, batchInEpoch: 0 });
     } finally {
       this.losses.dispose();
       this.early.dispose();
       for (const ad of this.adapters.values()) ad.dispose();
     }
+  }
+
+  /** A cache another run (or an earlier attempt) stored under this key saves a pass of the teacher. */
+  private async loadTeacherCache(): Promise<void> {
+    if (this.cacheState !== 'pending' || !this.cache) return;
+    const bytes = await this.a.hooks.teacherCache!.load(this.a.cacheKey!);
+    if (bytes && this.cache.load(bytes, this.a.cacheKey!)) {
+      this.cacheState = 'hit';
+      this.a.hooks.log(`teacher outputs: read from the cache ${this.a.cacheKey!.slice(0, 12)}`);
+    }
+  }
+
+  /** Once every example's teacher logits are in, they are stored for later runs, once. */
+  private async storeTeacherCache(): Promise<void> {
+    if (this.cacheState !== 'pending' || !this.cache?.complete) return;
+    await this.a.hooks.teacherCache!.store(this.a.cacheKey!, this.cache.serialize(this.a.cacheKey!));
+    this.cacheState = 'stored';
   }
 
   private async checkpoint(position: TrainingPosition, valAccuracy?: number): Promise<void> {
@@ -348,6 +404,7 @@ class TrainingLoop {
       },
     });
     if (this.early.enabled) Object.assign(summary, { bestEpoch: this.early.bestEpoch, stoppedEarly });
+    if (this.a.teacher) summary.teacherCache = this.cacheState === 'pending' ? 'computed' : this.cacheState;
     return { status: 'succeeded', summary, student: await saveModel(this.a.student) };
   }
 
@@ -369,8 +426,10 @@ class TrainingLoop {
     const f = this.a.data.train.features;
     let logits: Float32Array;
     let feats: { data: Float32Array; shape: number[] }[] = [];
-    if (this.cache) logits = await this.cache.batch(idx, this.x);
-    else ({ logits, features: feats } = await teacher.forward(this.x.subarray(0, m * f), m));
+    if (this.cache) {
+      logits = await this.cache.batch(idx);
+      await this.storeTeacherCache();
+    } else ({ logits, features: feats } = await teacher.forward(this.x.subarray(0, m * f), m));
     const jac = spec.distillation.losses.find((l) => l.type === 'jacobian');
     const grad =
       jac && teacher.inputGradients
@@ -385,7 +444,7 @@ class TrainingLoop {
     if (this.unlabeledCache && this.a.unlabeled) {
       const uidx = this.unlabeledBatch(this.lastStep);
       gatherScaled(this.a.unlabeled, uidx, this.a.data.preprocess, this.xu);
-      unlabeled = { idx: uidx, logits: await this.unlabeledCache.batch(uidx, this.xu) };
+      unlabeled = { idx: uidx, logits: await this.unlabeledCache.batch(uidx) };
     }
     return { logits, features: features.teacher.map((name, i) => ({ name, ...feats[i]! })), grad, unlabeled };
   }

@@ -175,3 +175,14 @@ export async function latestCheckpoint(
   const a = await db.prisma.artifact.findUniqueOrThrow({ where: { id: row.id } });
   return { artifact: toArtifactResource(a), step: row.step, bytes: await readArtifact(db, row.id) };
 }
+
+/** The newest teacher-output cache stored under `key` by any run of the team, as bytes; null if none. */
+export async function findTeacherCache(db: Db, teamId: string, key: string): Promise<Buffer | null> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    `SELECT a.id FROM artifacts a JOIN runs r ON r.id = a.run_id
+      WHERE r.team_id = $1 AND a.kind = 'teacher-cache' AND a.metadata->>'cacheKey' = $2
+      ORDER BY a.created_at DESC LIMIT 1`,
+    [teamId, key],
+  );
+  return rows[0] ? readArtifact(db, rows[0].id) : null;
+}

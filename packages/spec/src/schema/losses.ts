@@ -187,6 +187,12 @@ export const LossSchema = TaggedUnion(
 
 export const DistillationSchema = Type.Object(
   {
+    teacherCache: Type.Optional(
+      Type.Enum(['auto', 'off'], {
+        description:
+          'auto: the teacher’s logits on the training set are computed once, stored as a `teacher-cache` artifact keyed by teacher, data and preprocessing, and reused by later epochs and later runs with the same key (not with augmentation, or with losses that read teacher layers). Default auto.',
+      }),
+    ),
     losses: Type.Array(LossSchema, {
       minItems: 1,
       maxItems: 16,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RetortError } from '@retort/spec';
 import type { Teacher } from './teacher.js';
 
@@ -40,6 +41,9 @@ export function ensembleTeacher(teachers: Teacher[], weights: number[]): Teacher
     runtime: [...new Set(teachers.map((t) => t.runtime))].join('+'),
     params: teachers.reduce((n, t) => n + t.params, 0),
     numClasses: k,
+    fingerprint: createHash('sha256')
+      .update(JSON.stringify(teachers.map((t, i) => [t.fingerprint, w[i]])))
+      .digest('hex'),
     async logits(x, n) {
       return mixture(await Promise.all(teachers.map((t) => t.logits(x, n))), w, k);
     },

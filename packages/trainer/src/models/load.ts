@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
 import type * as tf from '@tensorflow/tfjs';
 import type { ByteSource } from '../io.js';
@@ -15,10 +16,22 @@ async function readLayersModel(
   src: ByteSource,
   what: string,
   code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE',
-) {
+): Promise<{ model: tf.LayersModel; fingerprint: string }> {
+  const hash = createHash('sha256');
   const json = await src.read(uri);
+  hash.update(json);
   // Weight paths in model.json are relative to it, as tf.loadLayersModel resolves them.
-  return loadLayersModelFrom(json, (p) => src.read(new URL(p, uri).toString()), what, code);
+  const model = await loadLayersModelFrom(
+    json,
+    async (p) => {
+      const bytes = await src.read(new URL(p, uri).toString());
+      hash.update(bytes);
+      return bytes;
+    },
+    what,
+    code,
+  );
+  return { model, fingerprint: hash.digest('hex') };
 }
 
 export async function loadTeacher(
@@ -44,15 +57,21 @@ export async function loadTeacher(
         },
         `the model of run ${spec.run}`,
       );
-      return tfjsTeacher(model, inputShape, features);
+      const teacher = tfjsTeacher(model, inputShape, features);
+      teacher.fingerprint = createHash('sha256').update(saved.modelJson).update(saved.weights).digest('hex');
+      return teacher;
     }
     if (spec.format === 'onnx')
       return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`, features);
-    return tfjsTeacher(
-      await readLayersModel(spec.uri, src, `teacher ${spec.uri}`, 'RETORT_TEACHER_UNREADABLE'),
-      inputShape,
-      features,
+    const { model, fingerprint } = await readLayersModel(
+      spec.uri,
+      src,
+      `teacher ${spec.uri}`,
+      'RETORT_TEACHER_UNREADABLE',
     );
+    const teacher = tfjsTeacher(model, inputShape, features);
+    teacher.fingerprint = fingerprint;
+    return teacher;
   } catch (e) {
     if (isRetortError(e) && e.code === 'RETORT_DATA_UNREADABLE')
       throw new RetortError('RETORT_TEACHER_UNREADABLE', `teacher: ${e.message}`);
@@ -68,7 +87,7 @@ export async function loadStudent(
 ): Promise<tf.LayersModel> {
   const s = spec.student;
   if ('preset' in s) return buildPreset(s, inputShape, numClasses, spec.training.seed);
-  const model = await readLayersModel(s.uri, src, `student ${s.uri}`, 'RETORT_MODEL_INCOMPATIBLE');
+  const { model } = await readLayersModel(s.uri, src, `student ${s.uri}`, 'RETORT_MODEL_INCOMPATIBLE');
   const out = model.outputs[0]!.shape;
   if (out[out.length - 1] !== numClasses) {
     throw new RetortError(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RetortError } from '@retort/spec';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
@@ -177,6 +178,7 @@ export async function onnxTeacher(
     runtime: 'onnxruntime-cpu',
     params,
     numClasses: 0,
+    fingerprint: createHash('sha256').update(bytes).digest('hex'),
     async logits(x, n) {
       const [logits] = await run(x, n, [logitsName]);
       return asLogits(logits!.data, n);

@@ -8,6 +8,8 @@ export interface Teacher {
   runtime: string;
   params: number;
   numClasses: number;
+  /** sha256 of the model's bytes (set by the loader), for cache keys. */
+  fingerprint: string;
   /** Logits for `n` examples laid out as [n, ...inputShape], row-major. */
   logits(x: Float32Array, n: number): Promise<Float32Array>;
   /** Logits and the intermediate outputs named at load time, in that order (feature maps as NHWC). */

@@ -50,6 +50,7 @@ export function tfjsTeacher(model: tf.LayersModel, inputShape: number[], feature
     runtime: `tfjs-${tf.getBackend()}`,
     params: model.countParams(),
     numClasses,
+    fingerprint: '',
     async logits(x, n) {
       return asLogits(
         await read(tf.tidy(() => model.predict(tf.tensor(x, [n, ...modelInput])) as tf.Tensor)),
