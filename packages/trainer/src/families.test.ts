@@ -22,7 +22,7 @@ const source = policyByteSource({ dataRoots: ['/usr/share/datasets', FIXTURES, s
 async function run(
   input: Record<string, unknown>,
   backend: BackendInfo,
-  o: { stopAt?: number; resume?: Uint8Array } = {},
+  o: { stopAt?: number; resume?: Uint8Array; cache?: Map<string, Uint8Array> } = {},
 ) {
   const spec: RunSpec = parseSpec({ kind: 'distill', data: fashionMnistData(512, 200), ...input });
   const metrics: MetricPoint[] = [];
