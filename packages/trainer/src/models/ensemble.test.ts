@@ -6,6 +6,7 @@ const fixed = (logits: number[]): Teacher => ({
   runtime: 'test',
   params: 10,
   numClasses: 2,
+  fingerprint: 'test',
   logits: async () => Float32Array.from(logits),
   forward: async () => ({ logits: Float32Array.from(logits), features: [] }),
   dispose: () => {},
