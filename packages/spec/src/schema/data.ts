@@ -4,13 +4,25 @@ import { Closed, TaggedUnion, Uri } from './common.js';
 export const Limit = Type.Integer({
   minimum: 1,
   maximum: 10_000_000,
-  description: 'Use only the first N examples.',
+  description: 'Use only the first N examples (after `offset`).',
+});
+
+const Offset = Type.Integer({
+  minimum: 0,
+  maximum: 10_000_000,
+  description: 'Skip the first N examples. Default 0.',
 });
 
 const Field = (description: string) => Type.String({ minLength: 1, maxLength: 200, description });
 
 export const IdxDataset = Type.Object(
-  { format: Type.Literal('idx'), images: Uri, labels: Uri, limit: Type.Optional(Limit) },
+  {
+    format: Type.Literal('idx'),
+    images: Uri,
+    labels: Uri,
+    offset: Type.Optional(Offset),
+    limit: Type.Optional(Limit),
+  },
   { ...Closed, title: 'IdxDataset', description: 'MNIST-family IDX files, raw or gzip.' },
 );
 

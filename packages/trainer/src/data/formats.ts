@@ -27,15 +27,15 @@ function toLabels(values: ArrayLike<number | bigint>, what: string): Int32Array 
 }
 
 async function readIdx(
-  s: { images: string; labels?: string; limit?: number },
+  s: { images: string; labels?: string; limit?: number; offset?: number },
   at: string,
   src: ByteSource,
 ): Promise<RawSet> {
-  const images = parseIdx(await src.read(s.images), `${at}/images (${s.images})`, s.limit);
+  const images = parseIdx(await src.read(s.images), `${at}/images (${s.images})`, s.limit, s.offset);
   const n = images.shape[0]!;
   let y: Int32Array | undefined;
   if (s.labels) {
-    const labels = parseIdx(await src.read(s.labels), `${at}/labels (${s.labels})`, s.limit);
+    const labels = parseIdx(await src.read(s.labels), `${at}/labels (${s.labels})`, s.limit, s.offset);
     if (labels.shape.length !== 1)
       throw invalid(
         `${at}/labels`,

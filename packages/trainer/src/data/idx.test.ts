@@ -49,4 +49,13 @@ describe('IDX reader on the real Fashion-MNIST files', () => {
     const truncated = gunzipSync(readFileSync(`${DIR}/t10k-labels-idx1-ubyte.gz`)).subarray(0, 100);
     expect(() => parseIdx(truncated, 'short')).toThrow(/expected 10000 data bytes/);
   });
+
+  it('skips the first examples with an offset', () => {
+    const raw = gunzipSync(readFileSync(`${DIR}/t10k-labels-idx1-ubyte.gz`));
+    const all = parseIdx(raw, 'labels');
+    const tail = parseIdx(raw, 'labels', 5, 9990);
+    expect(tail.shape).toEqual([5]);
+    expect(Array.from(tail.data)).toEqual(Array.from(all.data.subarray(9990, 9995)));
+    expect(parseIdx(raw, 'labels', undefined, 9998).shape).toEqual([2]);
+  });
 });

@@ -24,7 +24,7 @@ const TYPES: Record<
  * Parses an IDX file (the MNIST family's format), gzip-compressed or raw. `limit` keeps only the
  * first N items along the first dimension, without converting the rest.
  */
-export function parseIdx(input: Uint8Array, what: string, limit?: number): IdxArray {
+export function parseIdx(input: Uint8Array, what: string, limit?: number, offset = 0): IdxArray {
   const bytes = input[0] === 0x1f && input[1] === 0x8b ? gunzipSync(input) : input;
   const fail = (why: string) =>
     new RetortError('RETORT_DATA_INVALID', `${what} is not a valid IDX file: ${why}`);
@@ -44,13 +44,15 @@ export function parseIdx(input: Uint8Array, what: string, limit?: number): IdxAr
       `expected ${total * type.bytes} data bytes for shape [${shape.join(', ')}], found ${bytes.byteLength - header}`,
     );
   }
-  if (limit !== undefined && limit < shape[0]!) shape[0] = limit;
+  const skip = Math.min(offset, shape[0]!);
+  shape[0] = Math.min(shape[0]! - skip, limit ?? Infinity);
   const n = shape[0]! * perItem;
+  const start = header + skip * perItem * type.bytes;
   if (type.bytes === 1 && type.name === 'ubyte') {
     // The common case: copy the bytes out (the gunzip buffer may be much larger than what we keep).
-    return { shape, data: new Uint8Array(bytes.subarray(header, header + n)) };
+    return { shape, data: new Uint8Array(bytes.subarray(start, start + n)) };
   }
   const data = type.make(n);
-  for (let i = 0; i < n; i++) data[i] = type.read(view, header + i * type.bytes);
+  for (let i = 0; i < n; i++) data[i] = type.read(view, start + i * type.bytes);
   return { shape, data };
 }
