@@ -156,7 +156,7 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     expect(fell(series('loss_rkd'))).toBe(true);
   });
 
-  it('jacobian (gradient matching) with a TensorFlow.js teacher; refused for an ONNX one', async () => {
+  it('jacobian (gradient matching) with a TensorFlow.js teacher, for MLP and CNN students; refused for an ONNX teacher', async () => {
     // A teacher in TensorFlow.js format: a small MLP trained here for a few steps.
     const teacher = await run(
       { kind: 'train', student: { preset: 'mlp', hidden: [32] }, training: { epochs: 2, batchSize: 32 } },
@@ -181,6 +181,18 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     expect(outcome.status).toBe('succeeded');
     expect(series('loss_jacobian')).toHaveLength(48);
     expect(fell(series('loss_jacobian'))).toBe(true);
+    // A CNN student: its input gradient passes through convolution and max-pooling.
+    const cnn = await run(
+      {
+        ...spec,
+        student: { preset: 'cnn', filters: [4], dense: [8] },
+        training: { epochs: 2, batchSize: 32, seed: 1 },
+      },
+      backend,
+    );
+    expect(cnn.outcome.status).toBe('succeeded');
+    expect(cnn.series('loss_jacobian').every(Number.isFinite)).toBe(true);
+    expect(fell(cnn.series('loss_jacobian'))).toBe(true);
     await expect(run({ ...spec, teacher: ONNX_MLP }, backend)).rejects.toThrow(
       /jacobian loss needs the teacher's input gradients/,
     );

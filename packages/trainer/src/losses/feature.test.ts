@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../backend.js';
 import { Adapter, attentionLoss, hintLoss, rkdLoss } from './feature.js';
 import { inputGradient, jacobianLoss, pseudoLabelLoss } from './sample.js';
 
@@ -173,6 +174,70 @@ describe('feature-based losses against direct computations', () => {
     expect(value(pseudoLabelLoss(s, t, { mode: 'soft', threshold: 0, temperature: 1 }))).toBeCloseTo(
       expected,
       5,
+    );
+  });
+});
+
+describe('input gradients differentiated in the weights (gradient matching)', () => {
+  beforeAll(async () => {
+    await initBackend('wasm'); // with Retort's convolution gradient kernels
+  });
+
+  // f(W) = Σ (∂ log softmax(net(x; W))[label] / ∂x)², its gradient in W against central differences.
+  // ε is small enough not to cross a ReLU or max-pool kink at these points.
+  function checkAgainstFiniteDifferences(
+    shape: number[],
+    net: (x: tf.Tensor, w: tf.Tensor) => tf.Tensor,
+    x: tf.Tensor,
+  ) {
+    const onehot = tf.oneHot(tf.tensor1d([0, 2], 'int32'), 3);
+    const f = (w: tf.Tensor) =>
+      tf.sum(tf.square(inputGradient((xi) => net(xi, w), x, onehot, 2))) as tf.Scalar;
+    const w0 = numbers(
+      shape.reduce((a, b) => a * b, 1),
+      13,
+    );
+    const analytic = tf.grad(f)(tf.tensor(w0, shape)).dataSync();
+    const eps = 1e-3;
+    for (const k of [0, 4, 9, 13]) {
+      const up = [...w0];
+      const down = [...w0];
+      up[k]! += eps;
+      down[k]! -= eps;
+      const fd = (value(f(tf.tensor(up, shape))) - value(f(tf.tensor(down, shape)))) / (2 * eps);
+      expect(Math.abs(analytic[k]! - fd)).toBeLessThan(0.01 + 0.01 * Math.abs(fd));
+    }
+  }
+
+  it('are exact through convolution, ReLU and max-pooling (the cnn preset)', () => {
+    const V = tf.tensor2d(numbers(18 * 3, 12), [18, 3]);
+    checkAgainstFiniteDifferences(
+      [3, 3, 1, 2],
+      (x, w) => {
+        const h = tf.maxPool(
+          tf.relu(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same')),
+          2,
+          2,
+          'valid',
+        );
+        return tf.matMul(tf.reshape(h, [2, 18]), V);
+      },
+      tf.tensor4d(numbers(2 * 6 * 6 * 1, 11), [2, 6, 6, 1]),
+    );
+  });
+
+  it('are exact through tanh and sigmoid, whose stock gradients read their outputs', () => {
+    const V = tf.tensor2d(numbers(4 * 3, 12), [4, 3]);
+    const x = tf.tensor2d(numbers(2 * 6, 11), [2, 6]);
+    checkAgainstFiniteDifferences(
+      [6, 4],
+      (xi, w) => tf.matMul(tf.tanh(tf.matMul(xi as tf.Tensor2D, w as tf.Tensor2D)), V),
+      x,
+    );
+    checkAgainstFiniteDifferences(
+      [6, 4],
+      (xi, w) => tf.matMul(tf.sigmoid(tf.matMul(xi as tf.Tensor2D, w as tf.Tensor2D)), V),
+      x,
     );
   });
 });

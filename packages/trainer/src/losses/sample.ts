@@ -1,5 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
+import { registerSecondOrderGradients } from '../gradients.js';
 import { safeNorm } from './feature.js';
+
+// The input gradient is differentiated again in the student's weights.
+registerSecondOrderGradients();
 
 /**
  * Gradient matching (Srinivas & Fleuret, 2018): g = ∂ log softmax(z / T)[label] / ∂x for each
@@ -16,14 +20,24 @@ export function jacobianLoss(studentGradient: tf.Tensor, teacherGradient: tf.Ten
   });
 }
 
-/** The student's input gradient of log softmax(apply(x) / T) at the labels, differentiable in its weights. */
+/**
+ * The student's input gradient of log softmax(apply(x) / T) at the labels, differentiable in its
+ * weights. Written as a vector–Jacobian product, g = (∂z/∂x)ᵀ (e_label − softmax(z/T)) / T, with the
+ * vector computed outside the inner gradient, so that no gradient formula the weights' gradient
+ * passes through depends on a saved op output (see gradients.ts).
+ */
 export function inputGradient(
   apply: (x: tf.Tensor) => tf.Tensor,
   x: tf.Tensor,
   onehot: tf.Tensor,
   temperature: number,
 ): tf.Tensor {
-  return tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(tf.logSoftmax(tf.div(apply(xi), temperature)), onehot)))(x);
+  const z = apply(x);
+  const v = tf.div(tf.sub(onehot, tf.softmax(tf.div(z, temperature))), temperature);
+  // A separate copy of x: differentiating with respect to x itself would also follow v's
+  // dependence on x (the tape holds z = apply(x)), which the product's derivative must not.
+  const at = tf.clone(x);
+  return tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(apply(xi), v)))(at);
 }
 
 /**
