@@ -32,6 +32,8 @@ const Schema = Type.Object({
   RETORT_SHUTDOWN_GRACE_MS: Type.Integer({ default: 30_000, minimum: 0 }),
   /** Metric points are written to Postgres at least this often, in ms (and at every 1000 points). */
   RETORT_METRICS_FLUSH_MS: Type.Integer({ default: 1000, minimum: 10 }),
+  /** The most memory (MiB) a run's teacher-output cache may take; above it the teacher runs on every batch. */
+  RETORT_TEACHER_CACHE_MAX_MB: Type.Integer({ default: 1024, minimum: 0 }),
   /** Log level: fatal, error, warn, info, debug. */
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug'], { default: 'info' }),
 });

@@ -40,6 +40,7 @@ const service = new RunService({
   worker: { id: env.workerId, backend: backend.name, device: backend.device },
   policy: { dataRoots: env.dataRoots, allowedHosts: env.allowedHosts },
   backend: env.RETORT_BACKEND,
+  teacherCacheMaxBytes: env.RETORT_TEACHER_CACHE_MAX_MB * 2 ** 20,
   processes,
   metricsFlushMs: env.RETORT_METRICS_FLUSH_MS,
   shutdownGraceMs: env.RETORT_SHUTDOWN_GRACE_MS,

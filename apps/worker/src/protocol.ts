@@ -15,6 +15,8 @@ export type ToChild =
       teacherModels: Record<string, SavedModel>;
       /** The run's latest checkpoint, to continue from. */
       resume?: Uint8Array | undefined;
+      /** The most memory the run's teacher-output cache may take. */
+      teacherCacheMaxBytes?: number | undefined;
     }
   /** Stop before the next step, as it is. */
   | { type: 'cancel' }

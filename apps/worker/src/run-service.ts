@@ -30,6 +30,8 @@ export interface RunServiceOptions {
   worker: { id: string; backend: string; device: string };
   policy: { dataRoots: string[]; allowedHosts: string[] };
   backend?: BackendName | undefined;
+  /** The most memory a run's teacher-output cache may take (default 1 GiB). */
+  teacherCacheMaxBytes?: number | undefined;
   /** Where training processes come from (a warm spare when there is one). */
   processes: WarmProcesses;
   metricsFlushMs: number;
@@ -238,7 +240,15 @@ export class RunService {
     const proc = await this.o.processes.take(onMessage);
     this.current = { runId, attempt, proc };
     if (this.stopping) proc.stop();
-    proc.send({ type: 'start', spec, policy: this.o.policy, backend: this.o.backend, teacherModels, resume });
+    proc.send({
+      type: 'start',
+      spec,
+      policy: this.o.policy,
+      backend: this.o.backend,
+      teacherModels,
+      resume,
+      teacherCacheMaxBytes: this.o.teacherCacheMaxBytes,
+    });
     const result = await proc.result;
     metrics.close();
     if (fenced) throw fenced;

@@ -79,6 +79,7 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
         },
         store: async (key, bytes) => send({ type: 'cache-put', key, bytes }),
       },
+      ...(m.teacherCacheMaxBytes !== undefined ? { teacherCacheMaxBytes: m.teacherCacheMaxBytes } : {}),
       log: (message) => void send({ type: 'log', message }),
     },
     backend,

@@ -73,22 +73,37 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     backend = await initBackend('wasm');
   });
 
-  it('hint (FitNets) from an ONNX CNN teacher’s feature map, through a learned adapter', async () => {
-    const { outcome, series } = await run(
-      {
-        teacher: ONNX_CNN,
-        student: CNN_STUDENT,
-        distillation: {
-          losses: [
-            { type: 'ce', weight: 0.5 },
-            { type: 'hint', student: 'conv_1', teacher: '/block1/block1.1/Relu' },
-          ],
-        },
-        training: { epochs: 3, batchSize: 32, seed: 1, optimizer: { type: 'adam', learningRate: 0.003 } },
+  it('hint (FitNets) from an ONNX CNN teacher’s feature map, through a learned adapter; the map cached', async () => {
+    const spec = {
+      teacher: ONNX_CNN,
+      student: CNN_STUDENT,
+      distillation: {
+        losses: [
+          { type: 'ce', weight: 0.5 },
+          { type: 'hint', student: 'conv_1', teacher: '/block1/block1.1/Relu' },
+        ],
       },
+      training: { epochs: 3, batchSize: 32, seed: 1, optimizer: { type: 'adam', learningRate: 0.003 } },
+    };
+    const cache = new Map<string, Uint8Array>();
+    const { outcome, series } = await run(spec, backend, { cache });
+    expect(outcome.status).toBe('succeeded');
+    // The feature map (14×14×16 per example) is kept with the logits, and a later run reads it.
+    expect([...cache.values()][0]!.byteLength).toBeGreaterThan(512 * 14 * 14 * 16 * 4);
+    const again = await run(spec, backend, { cache });
+    const uncached = await run(
+      { ...spec, distillation: { ...spec.distillation, teacherCache: 'off' } },
       backend,
     );
-    expect(outcome.status).toBe('succeeded');
+    if (
+      outcome.status !== 'succeeded' ||
+      again.outcome.status !== 'succeeded' ||
+      uncached.outcome.status !== 'succeeded'
+    )
+      throw new Error('failed');
+    expect([outcome.summary.teacherCache, again.outcome.summary.teacherCache]).toEqual(['stored', 'hit']);
+    expect(sha(again.outcome.student.weights)).toBe(sha(outcome.student.weights));
+    expect(sha(uncached.outcome.student.weights)).toBe(sha(outcome.student.weights));
     expect(series('loss_hint')).toHaveLength(48);
     expect(fell(series('loss_hint'))).toBe(true);
     // The adapter trained alongside is not part of the student that comes out.
@@ -181,6 +196,23 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
     expect(outcome.status).toBe('succeeded');
     expect(series('loss_jacobian')).toHaveLength(48);
     expect(fell(series('loss_jacobian'))).toBe(true);
+    // The teacher's input gradients are kept with its logits: a later run reads them, same result.
+    const cache = new Map<string, Uint8Array>();
+    const stored = await run(spec, backend, { cache });
+    const hit = await run(spec, backend, { cache });
+    if (
+      outcome.status !== 'succeeded' ||
+      stored.outcome.status !== 'succeeded' ||
+      hit.outcome.status !== 'succeeded'
+    )
+      throw new Error('failed');
+    expect([stored.outcome.summary.teacherCache, hit.outcome.summary.teacherCache]).toEqual([
+      'stored',
+      'hit',
+    ]);
+    expect([...cache.values()][0]!.byteLength).toBeGreaterThan(512 * 784 * 4);
+    expect(sha(hit.outcome.student.weights)).toBe(sha(outcome.student.weights));
+    expect(sha(stored.outcome.student.weights)).toBe(sha(outcome.student.weights));
     // A CNN student: its input gradient passes through convolution and max-pooling.
     const cnn = await run(
       {

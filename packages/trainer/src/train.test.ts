@@ -374,4 +374,63 @@ describe('TeacherCache', () => {
     expect(Array.from(await fresh.batch([42]))).toEqual([42, 0]);
     expect(calls).toHaveLength(3);
   });
+
+  it('keeps read layers and input gradients with the logits, each in its own rows', async () => {
+    const n = 300;
+    let forwards = 0;
+    let gradients = 0;
+    const teacher: Teacher = {
+      runtime: 'test',
+      params: 0,
+      numClasses: 2,
+      fingerprint: 'test',
+      async logits() {
+        throw new Error('forward is used when layers are read');
+      },
+      async forward(x, m) {
+        forwards++;
+        const logits = new Float32Array(m * 2);
+        const feature = new Float32Array(m * 3); // per example [1, 3]: v, 2v, 3v
+        for (let i = 0; i < m; i++) {
+          logits[i * 2 + 1] = -x[i]!;
+          for (let j = 0; j < 3; j++) feature[i * 3 + j] = (j + 1) * x[i]!;
+        }
+        return { logits, features: [{ data: feature, shape: [m, 1, 3] }] };
+      },
+      async inputGradients(x, m, labels, temperature) {
+        gradients++;
+        return Float32Array.from({ length: m }, (_, i) => x[i]! * temperature + labels[i]!);
+      },
+      dispose() {},
+    };
+    const set = {
+      x: Float32Array.from({ length: n }, (_, i) => i),
+      y: Int32Array.from({ length: n }, (_, i) => i % 2),
+      n,
+      features: 1,
+    };
+    const plan = { featureShapes: [[1, 3]], gradientTemperature: 2 };
+    expect(TeacherCache.bytes(teacher, set, plan)).toBe(4 * n * (2 + 3 + 1));
+    const cache = new TeacherCache(teacher, set, { scale: 1 }, plan);
+    const out = await cache.outputs([7, 299]);
+    expect(Array.from(out.logits)).toEqual([0, -7, 0, -299]);
+    expect(out.features).toHaveLength(1);
+    expect(out.features[0]!.shape).toEqual([2, 1, 3]);
+    expect(Array.from(out.features[0]!.data)).toEqual([7, 14, 21, 299, 598, 897]);
+    expect(Array.from(out.grad!)).toEqual([7 * 2 + 1, 299 * 2 + 1]);
+    await cache.outputs([100, 200]); // the rest of block 0
+    expect([forwards, gradients]).toEqual([2, 2]);
+    expect(cache.complete).toBe(true);
+    // A stored copy loads only into a cache of the same layout.
+    const bytes = cache.serialize('k');
+    expect(new TeacherCache(teacher, set, { scale: 1 }, { featureShapes: [[1, 3]] }).load(bytes, 'k')).toBe(
+      false,
+    );
+    const fresh = new TeacherCache(teacher, set, { scale: 1 }, plan);
+    expect(fresh.load(bytes, 'k')).toBe(true);
+    const back = await fresh.outputs([299]);
+    expect(Array.from(back.features[0]!.data)).toEqual([299, 598, 897]);
+    expect(Array.from(back.grad!)).toEqual([599]);
+    expect([forwards, gradients]).toEqual([2, 2]);
+  });
 });

@@ -64,6 +64,9 @@ export interface TrainerHooks {
     load(key: string): Promise<Uint8Array | null>;
     store(key: string, bytes: Uint8Array): Promise<void>;
   };
+  /** The most memory a run's teacher-output cache may take (default 1 GiB); above it the teacher
+   * runs on every batch. */
+  teacherCacheMaxBytes?: number;
 }
 
 export interface TrainOptions {
@@ -152,7 +155,7 @@ export async function train(
       restored = await restoreCheckpoint(options.resume, student, optimizer);
       hooks.log(`resuming from the checkpoint at step ${restored.position.step}`);
     }
-    const cacheKey = teacher ? teacherCacheKey(spec, teacher, data) : undefined;
+    const cacheBase = teacher ? teacherCacheKey(spec, teacher, data) : undefined;
     const loop = await TrainingLoop.create({
       spec,
       hooks,
@@ -164,7 +167,7 @@ export async function train(
       teacher,
       numClasses,
       features,
-      cacheKey,
+      cacheBase,
     });
     return await loop.run(restored);
   } finally {
@@ -206,8 +209,14 @@ interface LoopArgs {
   numClasses: number;
   /** Layers the losses read, of the student and of the (first) teacher. */
   features: { student: string[]; teacher: string[] };
-  /** What the teacher's logits on the training set depend on; the teacher-cache key. */
-  cacheKey: string | undefined;
+  /** What the teacher's outputs on the training set depend on, short of which outputs are kept. */
+  cacheBase: string | undefined;
+}
+
+/** The teacher-output cache of a run and the key it is stored under. */
+interface CacheSetup {
+  cache: TeacherCache | undefined;
+  key: string | undefined;
 }
 
 /** One run's training loop: steps, per-epoch validation, checkpoints, early stopping, stop requests. */
@@ -215,6 +224,7 @@ class TrainingLoop {
   private readonly stepsPerEpoch: number;
   private readonly totalSteps: number;
   private readonly cache: TeacherCache | undefined;
+  private readonly cacheKey: string | undefined;
   private readonly unlabeledCache: TeacherCache | undefined;
   private readonly losses: LossLog;
   private readonly early: EarlyStopping;
@@ -231,21 +241,19 @@ class TrainingLoop {
     private readonly tapped: tf.LayersModel,
     /** The hint losses' adapters, by loss index. */
     private readonly adapters: Map<number, Adapter>,
+    setup: CacheSetup,
   ) {
     const { spec, data, teacher, hooks } = a;
     const { batchSize, epochs, maxSteps } = spec.training;
     this.stepsPerEpoch = Math.ceil(data.train.n / batchSize);
     this.totalSteps = Math.min(maxSteps ?? Infinity, epochs * this.stepsPerEpoch);
-    // With intermediate outputs to read, the teacher runs on every batch; logits alone are cached.
-    this.cache =
-      teacher && a.features.teacher.length === 0 && !spec.data.augment
-        ? new TeacherCache(teacher, data.train, data.preprocess)
-        : undefined;
+    this.cache = setup.cache;
+    this.cacheKey = setup.key;
     this.unlabeledCache =
       teacher && a.unlabeled ? new TeacherCache(teacher, a.unlabeled, data.preprocess) : undefined;
     this.cacheState = !this.cache
       ? 'off'
-      : spec.distillation.teacherCache === 'off' || !a.cacheKey || !hooks.teacherCache
+      : spec.distillation.teacherCache === 'off' || !setup.key || !hooks.teacherCache
         ? 'computed'
         : 'pending';
     const names = ['loss', ...spec.distillation.losses.map((l) => `loss_${l.type}`)];
@@ -265,17 +273,50 @@ class TrainingLoop {
         })
       : student;
     const adapters = new Map<number, Adapter>();
-    const hints = spec.distillation.losses.flatMap((l, i) => (l.type === 'hint' ? [{ l, i }] : []));
-    if (hints.length && teacher) {
-      // The teacher's feature shapes come from one example; the student's from its layers.
-      const probe = await teacher.forward(new Float32Array(data.train.features), 1);
-      for (const { l, i } of hints) {
-        const t = probe.features[features.teacher.indexOf(l.teacher)]!;
-        const s = [1, ...(student.getLayer(l.student).outputShape as number[]).slice(1)];
-        adapters.set(i, new Adapter(s, t.shape, spec.training.seed, i));
-      }
+    // The teacher's feature shapes come from one example; the student's from its layers.
+    const probe =
+      teacher && features.teacher.length
+        ? await teacher.forward(new Float32Array(data.train.features), 1)
+        : undefined;
+    for (const [i, l] of spec.distillation.losses.entries()) {
+      if (l.type !== 'hint' || !probe) continue;
+      const t = probe.features[features.teacher.indexOf(l.teacher)]!;
+      const s = [1, ...(student.getLayer(l.student).outputShape as number[]).slice(1)];
+      adapters.set(i, new Adapter(s, t.shape, spec.training.seed, i));
     }
-    return new TrainingLoop(a, tapped, adapters);
+    return new TrainingLoop(a, tapped, adapters, TrainingLoop.cacheSetup(a, probe?.features ?? []));
+  }
+
+  /**
+   * With no augmentation, everything the teacher gives for a training example (logits, read
+   * layers, input gradients) is computed once and kept, if it fits in the cache's memory limit.
+   */
+  private static cacheSetup(a: LoopArgs, probeFeatures: { shape: number[] }[]): CacheSetup {
+    const { teacher, spec, data, hooks } = a;
+    if (!teacher || spec.data.augment || !a.cacheBase) return { cache: undefined, key: undefined };
+    const jac = spec.distillation.losses.find((l) => l.type === 'jacobian');
+    const plan = {
+      featureShapes: probeFeatures.map((f) => f.shape.slice(1)),
+      gradientTemperature: jac && teacher.inputGradients ? jac.temperature : undefined,
+    };
+    const bytes = TeacherCache.bytes(teacher, data.train, plan);
+    const limit = hooks.teacherCacheMaxBytes ?? 2 ** 30;
+    if (bytes > limit) {
+      hooks.log(
+        `teacher outputs: ${(bytes / 2 ** 20).toFixed(0)} MiB for the training set, over the ${(limit / 2 ** 20).toFixed(0)} MiB cache limit; the teacher runs on every batch`,
+      );
+      return { cache: undefined, key: undefined };
+    }
+    const key = createHash('sha256')
+      .update(a.cacheBase)
+      .update(
+        JSON.stringify({
+          layers: a.features.teacher,
+          parts: TeacherCache.describe(teacher, data.train, plan),
+        }),
+      )
+      .digest('hex');
+    return { cache: new TeacherCache(teacher, data.train, data.preprocess, plan), key };
   }
 
   private get variables(): tf.Variable[] {
@@ -309,17 +350,17 @@ class TrainingLoop {
   /** A cache another run (or an earlier attempt) stored under this key saves a pass of the teacher. */
   private async loadTeacherCache(): Promise<void> {
     if (this.cacheState !== 'pending' || !this.cache) return;
-    const bytes = await this.a.hooks.teacherCache!.load(this.a.cacheKey!);
-    if (bytes && this.cache.load(bytes, this.a.cacheKey!)) {
+    const bytes = await this.a.hooks.teacherCache!.load(this.cacheKey!);
+    if (bytes && this.cache.load(bytes, this.cacheKey!)) {
       this.cacheState = 'hit';
-      this.a.hooks.log(`teacher outputs: read from the cache ${this.a.cacheKey!.slice(0, 12)}`);
+      this.a.hooks.log(`teacher outputs: read from the cache ${this.cacheKey!.slice(0, 12)}`);
     }
   }
 
   /** Once every example's teacher logits are in, they are stored for later runs, once. */
   private async storeTeacherCache(): Promise<void> {
     if (this.cacheState !== 'pending' || !this.cache?.complete) return;
-    await this.a.hooks.teacherCache!.store(this.a.cacheKey!, this.cache.serialize(this.a.cacheKey!));
+    await this.a.hooks.teacherCache!.store(this.cacheKey!, this.cache.serialize(this.cacheKey!));
     this.cacheState = 'stored';
   }
 
@@ -426,20 +467,21 @@ class TrainingLoop {
     const f = this.a.data.train.features;
     let logits: Float32Array;
     let feats: { data: Float32Array; shape: number[] }[] = [];
+    let grad: Float32Array | undefined;
     if (this.cache) {
-      logits = await this.cache.batch(idx);
+      ({ logits, features: feats, grad } = await this.cache.outputs(idx));
       await this.storeTeacherCache();
-    } else ({ logits, features: feats } = await teacher.forward(this.x.subarray(0, m * f), m));
-    const jac = spec.distillation.losses.find((l) => l.type === 'jacobian');
-    const grad =
-      jac && teacher.inputGradients
-        ? await teacher.inputGradients(
-            this.x.subarray(0, m * f),
-            m,
-            this.labels.subarray(0, m),
-            jac.temperature,
-          )
-        : undefined;
+    } else {
+      ({ logits, features: feats } = await teacher.forward(this.x.subarray(0, m * f), m));
+      const jac = spec.distillation.losses.find((l) => l.type === 'jacobian');
+      if (jac && teacher.inputGradients)
+        grad = await teacher.inputGradients(
+          this.x.subarray(0, m * f),
+          m,
+          this.labels.subarray(0, m),
+          jac.temperature,
+        );
+    }
     let unlabeled: { idx: Int32Array; logits: Float32Array } | undefined;
     if (this.unlabeledCache && this.a.unlabeled) {
       const uidx = this.unlabeledBatch(this.lastStep);
