@@ -40,7 +40,7 @@ export type RunKind = 'distill' | 'train';
 
 export type TeacherSpec = { uri: string; format: TeacherFormat } | { run: string };
 export type WeightedTeacherSpec = TeacherSpec & { weight: number };
-export type TeacherFormat = 'onnx' | 'tfjs-layers';
+export type TeacherFormat = 'onnx' | 'tfjs-layers' | 'tfjs-graph';
 
 export type StudentSpec = MlpStudentSpec | CnnStudentSpec | CustomStudentSpec;
 export interface MlpStudentSpec {

@@ -240,6 +240,7 @@ describe('knowledge-transfer families', { timeout: 120_000 }, () => {
           unlabeled: {
             format: 'idx',
             images: 'file:///usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz',
+            offset: 5000,
             limit: 1000,
           },
         },

@@ -114,6 +114,7 @@ export async function train(
             hooks.source,
             hooks.loadRunModel,
             i === 0 ? features.teacher : [],
+            { cuda: backend.device.includes('CUDA'), log: hooks.log },
           ),
         );
       }
@@ -139,7 +140,7 @@ export async function train(
       teacher.dispose();
       throw new RetortError(
         'RETORT_MODEL_INCOMPATIBLE',
-        "the jacobian loss needs the teacher's input gradients, which only a TensorFlow.js teacher (tfjs-layers, or a run) gives",
+        "the jacobian loss needs the teacher's input gradients, which only a TensorFlow.js teacher (tfjs-layers, tfjs-graph, or a run) gives",
       );
     }
     numClasses = teacher.numClasses;

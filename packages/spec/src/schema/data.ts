@@ -97,7 +97,12 @@ export const ValidationSchema = TaggedUnion(
 export const UnlabeledSchema = TaggedUnion(
   [
     Type.Object(
-      { format: Type.Literal('idx'), images: Uri, limit: Type.Optional(Limit) },
+      {
+        format: Type.Literal('idx'),
+        images: Uri,
+        offset: Type.Optional(Offset),
+        limit: Type.Optional(Limit),
+      },
       { ...Closed, title: 'UnlabeledIdx' },
     ),
     Type.Object(

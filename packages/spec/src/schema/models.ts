@@ -1,8 +1,9 @@
 import Type from 'typebox';
 import { Closed, TaggedUnion, Uri } from './common.js';
 
-export const TeacherFormatSchema = Type.Enum(['onnx', 'tfjs-layers'], {
-  description: 'Model file format. `tfjs-graph` arrives with a later release.',
+export const TeacherFormatSchema = Type.Enum(['onnx', 'tfjs-layers', 'tfjs-graph'], {
+  description:
+    'Model file format: `onnx`; `tfjs-layers` or `tfjs-graph` (the uri names model.json; weights files sit beside it).',
 });
 
 const TeacherFromUri = Type.Object(

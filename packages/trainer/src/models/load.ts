@@ -2,14 +2,41 @@ import { createHash } from 'node:crypto';
 import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
 import type * as tf from '@tensorflow/tfjs';
 import type { ByteSource } from '../io.js';
-import { onnxTeacher } from './onnx-teacher.js';
+import { graphTeacher } from './graph-teacher.js';
+import { type OnnxOptions, onnxTeacher } from './onnx-teacher.js';
 import { buildPreset } from './presets.js';
-import { loadLayersModelFrom, type SavedModel, WEIGHTS_FILE } from './saved-model.js';
+import {
+  loadLayersModelFrom,
+  type ModelArtifacts,
+  readModelArtifacts,
+  type SavedModel,
+  WEIGHTS_FILE,
+} from './saved-model.js';
 import type { Teacher } from './teacher.js';
 import { tfjsTeacher } from './tfjs-teacher.js';
 
 /** Resolves `{ run: id }` teachers: the worker reads them from Postgres, the CLI from its folder. */
 export type RunModelLoader = (runId: string) => Promise<SavedModel>;
+
+/** model.json at `uri` and the weights files it names (relative to it), with a hash of them all. */
+async function readArtifacts(
+  uri: string,
+  src: ByteSource,
+  what: string,
+  code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE',
+): Promise<{ artifacts: ModelArtifacts; fingerprint: string }> {
+  const hash = createHash('sha256');
+  const json = await src.read(uri);
+  hash.update(json);
+  // Weight paths in model.json are relative to it, as tf.loadLayersModel resolves them.
+  const readWeights = async (p: string) => {
+    const bytes = await src.read(new URL(p, uri).toString());
+    hash.update(bytes);
+    return bytes;
+  };
+  const artifacts = await readModelArtifacts(json, readWeights, what, code);
+  return { artifacts, fingerprint: hash.digest('hex') };
+}
 
 async function readLayersModel(
   uri: string,
@@ -20,7 +47,6 @@ async function readLayersModel(
   const hash = createHash('sha256');
   const json = await src.read(uri);
   hash.update(json);
-  // Weight paths in model.json are relative to it, as tf.loadLayersModel resolves them.
   const model = await loadLayersModelFrom(
     json,
     async (p) => {
@@ -41,6 +67,7 @@ export async function loadTeacher(
   loadRun: RunModelLoader,
   /** Intermediate outputs the losses need, by layer or node name. */
   features: string[] = [],
+  onnx: OnnxOptions = {},
 ): Promise<Teacher> {
   try {
     if ('run' in spec) {
@@ -62,7 +89,14 @@ export async function loadTeacher(
       return teacher;
     }
     if (spec.format === 'onnx')
-      return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`, features);
+      return await onnxTeacher(await src.read(spec.uri), inputShape, `teacher ${spec.uri}`, features, onnx);
+    if (spec.format === 'tfjs-graph') {
+      const what = `teacher ${spec.uri}`;
+      const read = await readArtifacts(spec.uri, src, what, 'RETORT_TEACHER_UNREADABLE');
+      const teacher = await graphTeacher(read.artifacts, inputShape, features, what);
+      teacher.fingerprint = read.fingerprint;
+      return teacher;
+    }
     const { model, fingerprint } = await readLayersModel(
       spec.uri,
       src,

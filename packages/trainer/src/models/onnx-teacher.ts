@@ -59,6 +59,12 @@ export function exposeOutputs(
   return { bytes: onnx.ModelProto.encode(model).finish(), values };
 }
 
+export interface OnnxOptions {
+  /** Try ONNX Runtime's CUDA execution provider first (on GPU nodes). */
+  cuda?: boolean;
+  log?: (message: string) => void;
+}
+
 /**
  * An ONNX teacher under ONNX Runtime. The input layout is read from the model: rank 2 takes
  * flattened examples, rank 4 takes NCHW (PyTorch's export) or NHWC, told apart by where the
@@ -70,6 +76,7 @@ export async function onnxTeacher(
   inputShape: number[],
   what: string,
   features: string[] = [],
+  options: OnnxOptions = {},
 ): Promise<Teacher> {
   let params = 0;
   try {
@@ -78,11 +85,27 @@ export async function onnxTeacher(
     // A model ORT runs but protobufjs cannot decode is still a usable teacher; only the count is lost.
   }
   const exposed = features.length ? exposeOutputs(bytes, features, what) : { bytes, values: [] };
-  let session: ort.InferenceSession;
+  const sessionOptions = { graphOptimizationLevel: features.length ? 'basic' : 'all' } as const;
+  let session: ort.InferenceSession | undefined;
+  let provider = 'cpu';
+  if (options.cuda) {
+    // On a GPU node the CUDA provider runs the teacher; where ONNX Runtime has no CUDA build (or no
+    // GPU answers) the CPU does, and the log says why.
+    try {
+      session = await ort.InferenceSession.create(exposed.bytes, {
+        ...sessionOptions,
+        executionProviders: ['cuda', 'cpu'],
+        logSeverityLevel: 4,
+      });
+      provider = 'cuda';
+    } catch (e) {
+      options.log?.(
+        `ONNX Runtime's CUDA provider is not available (${(e as Error).message}); the teacher runs on CPU`,
+      );
+    }
+  }
   try {
-    session = await ort.InferenceSession.create(exposed.bytes, {
-      graphOptimizationLevel: features.length ? 'basic' : 'all',
-    });
+    session ??= await ort.InferenceSession.create(exposed.bytes, sessionOptions);
   } catch (e) {
     throw new RetortError(
       'RETORT_TEACHER_UNREADABLE',
@@ -175,7 +198,7 @@ export async function onnxTeacher(
   };
 
   const teacher: Teacher = {
-    runtime: 'onnxruntime-cpu',
+    runtime: `onnxruntime-${provider}`,
     params,
     numClasses: 0,
     fingerprint: createHash('sha256').update(bytes).digest('hex'),

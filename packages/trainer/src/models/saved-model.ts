@@ -33,16 +33,25 @@ export async function saveModel(model: tf.LayersModel): Promise<SavedModel> {
   return saved;
 }
 
+/** A model.json and its weights, read and checked, ready for tf.io.fromMemory. */
+export interface ModelArtifacts {
+  json: tf.io.ModelJSON;
+  weightSpecs: tf.io.WeightsManifestEntry[];
+  weightData: ArrayBuffer;
+}
+
+type LoadErrorCode = 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE';
+
 /**
- * Loads a layers model from its `model.json` bytes; `readWeights` returns the bytes of each path
- * its weights manifest names (relative to the model.json).
+ * Reads a TensorFlow.js `model.json` (layers or graph format) and the weights files its manifest
+ * names; `readWeights` returns the bytes of each path (relative to the model.json).
  */
-export async function loadLayersModelFrom(
+export async function readModelArtifacts(
   modelJson: Uint8Array,
   readWeights: (path: string) => Promise<Uint8Array>,
   what: string,
-  code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE' = 'RETORT_TEACHER_UNREADABLE',
-): Promise<tf.LayersModel> {
+  code: LoadErrorCode,
+): Promise<ModelArtifacts> {
   let json: tf.io.ModelJSON;
   try {
     json = JSON.parse(new TextDecoder().decode(modelJson)) as tf.io.ModelJSON;
@@ -60,12 +69,28 @@ export async function loadLayersModelFrom(
     weightData.set(p, off);
     off += p.byteLength;
   }
+  return { json, weightSpecs: manifest.flatMap((g) => g.weights), weightData: weightData.buffer };
+}
+
+/**
+ * Loads a layers model from its `model.json` bytes; `readWeights` returns the bytes of each path
+ * its weights manifest names (relative to the model.json).
+ */
+export async function loadLayersModelFrom(
+  modelJson: Uint8Array,
+  readWeights: (path: string) => Promise<Uint8Array>,
+  what: string,
+  code: LoadErrorCode = 'RETORT_TEACHER_UNREADABLE',
+): Promise<tf.LayersModel> {
+  const a = await readModelArtifacts(modelJson, readWeights, what, code);
+  if (a.json.format === 'graph-model')
+    throw new RetortError(code, `${what}: model.json is a graph model; give its format as "tfjs-graph"`);
   try {
     return await tf.loadLayersModel(
       tf.io.fromMemory({
-        modelTopology: json.modelTopology,
-        weightSpecs: manifest.flatMap((g) => g.weights),
-        weightData: weightData.buffer,
+        modelTopology: a.json.modelTopology,
+        weightSpecs: a.weightSpecs,
+        weightData: a.weightData,
       }),
     );
   } catch (e) {

@@ -50,6 +50,21 @@ describe('ONNX teacher exported by PyTorch', () => {
     teacher.dispose();
   });
 
+  it('asked for CUDA where ONNX Runtime has no CUDA provider, runs on CPU and says why', async () => {
+    const logs: string[] = [];
+    const teacher = await onnxTeacher(bytes, [28, 28, 1], 'fixture', [], {
+      cuda: true,
+      log: (m) => logs.push(m),
+    });
+    expect(teacher.runtime).toBe('onnxruntime-cpu');
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatch(/CUDA provider is not available \(.+\); the teacher runs on CPU/);
+    const { x } = testImages(8);
+    const logits = await teacher.logits(x, 8);
+    for (let i = 0; i < 10; i++) expect(logits[i]).toBeCloseTo(expected.logitsFirst8Test[0]![i]!, 4);
+    teacher.dispose();
+  });
+
   it('refuses a file that is not a model, saying so', async () => {
     await expect(onnxTeacher(new Uint8Array([1, 2, 3]), [28, 28, 1], 'teacher junk.onnx')).rejects.toThrow(
       /teacher junk.onnx is not a model ONNX Runtime can load/,
