@@ -3,10 +3,12 @@ import type { RunProducer } from '@retort/queue';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { ApiConfig } from './env.js';
+import { registerAudit } from './plugins/audit.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { registerValidation } from './plugins/validation.js';
+import { adminRoutes } from './routes/admin.js';
 import { operationRoutes } from './routes/operations.js';
 import { runDataRoutes } from './routes/run-data.js';
 import { runRoutes } from './routes/runs.js';
@@ -34,6 +36,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerValidation(app);
   registerErrorHandling(app);
   registerAuth(app, deps.db);
+  registerAudit(app, deps.db);
   await registerOpenApi(app);
   const submit = {
     db: deps.db,
@@ -43,6 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   runRoutes(app, submit);
   runDataRoutes(app, deps.db);
+  adminRoutes(app, deps.db);
   operationRoutes(app, { db: deps.db, redis: deps.redis, workerStaleMs: deps.config.workerStaleMs });
   await app.ready();
   return app;

@@ -12,6 +12,7 @@ export const ErrorCodes = {
   RETORT_ARTIFACT_NOT_FOUND: { status: 404, retryable: false },
   RETORT_INVALID_TRANSITION: { status: 409, retryable: false },
   RETORT_IDEMPOTENCY_CONFLICT: { status: 409, retryable: false },
+  RETORT_CONFLICT: { status: 409, retryable: false },
   RETORT_PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
   RETORT_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   RETORT_RATE_LIMITED: { status: 429, retryable: true },

@@ -87,6 +87,7 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
         return reply.status(200).send({ valid: true, spec });
       }
       const { run, created } = await submitRun(deps, teamId, spec, request.headers['idempotency-key']);
+      request.auditTarget = run.id;
       return reply.status(created ? 201 : 200).send(toRunResource(run));
     },
   );

@@ -9,6 +9,8 @@ export interface KeyIdentity {
   keyId: string;
   teamId: string;
   scopes: string[];
+  /** A key of the default team: with `admin`, it manages every team. */
+  operator: boolean;
 }
 
 /**
@@ -38,9 +40,12 @@ export async function bootstrapAdmin(db: Db, adminKey: string): Promise<{ teamId
 
 /** The identity behind a bearer key, or null when unknown or revoked. */
 export async function findKey(db: Db, key: string): Promise<KeyIdentity | null> {
-  const k = await db.prisma.apiKey.findUnique({ where: { hash: hashKey(key) } });
+  const k = await db.prisma.apiKey.findUnique({
+    where: { hash: hashKey(key) },
+    include: { team: { select: { name: true } } },
+  });
   if (!k || k.revokedAt) return null;
-  return { keyId: k.id, teamId: k.teamId, scopes: k.scopes };
+  return { keyId: k.id, teamId: k.teamId, scopes: k.scopes, operator: k.team.name === DEFAULT_TEAM };
 }
 
 export async function touchKey(db: Db, keyId: string): Promise<void> {
