@@ -7,6 +7,7 @@ import { registerAudit } from './plugins/audit.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { registerRateLimit } from './plugins/rate-limit.js';
 import { registerValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin.js';
 import { operationRoutes } from './routes/operations.js';
@@ -37,6 +38,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   registerAuth(app, deps.db);
   registerAudit(app, deps.db);
+  await registerRateLimit(app, deps.redis, deps.config.rateLimitPerMin, deps.config.queuePrefix);
   await registerOpenApi(app);
   const submit = {
     db: deps.db,

@@ -19,6 +19,10 @@ const Schema = Type.Object({
   RETORT_DATA_ROOTS: Type.String({ default: '/usr/share/datasets:/data' }),
   /** Comma-separated hosts that http(s):// URIs may name; empty refuses all. */
   RETORT_ALLOWED_HOSTS: Type.String({ default: '' }),
+  /** Whether allowed hosts may resolve to loopback, private or link-local addresses. */
+  RETORT_ALLOW_PRIVATE_ADDRESSES: Type.Boolean({ default: false }),
+  /** Requests per minute each API key (or, without a key, each client address) may make. */
+  RETORT_RATE_LIMIT_PER_MIN: Type.Integer({ default: 600, minimum: 1 }),
   /** Whether submitting a run checks that its file URIs exist (turn off when the API cannot see the data). */
   RETORT_SUBMIT_CHECKS_URIS: Type.Boolean({ default: true }),
   /** Largest request body accepted, in bytes. */
@@ -34,8 +38,10 @@ export type ApiEnv = Static<typeof Schema>;
 export interface ApiConfig {
   adminKey: string;
   queuePrefix: string;
-  policy: { dataRoots: string[]; allowedHosts: string[] };
+  policy: { dataRoots: string[]; allowedHosts: string[]; allowPrivateAddresses: boolean };
   submitChecksUris: boolean;
+  /** Requests per minute per API key (per address without one). */
+  rateLimitPerMin: number;
   bodyLimit: number;
   workerStaleMs: number;
 }
@@ -53,8 +59,10 @@ export function configFrom(env: ApiEnv): ApiConfig {
       allowedHosts: env.RETORT_ALLOWED_HOSTS.split(',')
         .map((h) => h.trim())
         .filter(Boolean),
+      allowPrivateAddresses: env.RETORT_ALLOW_PRIVATE_ADDRESSES,
     },
     submitChecksUris: env.RETORT_SUBMIT_CHECKS_URIS,
+    rateLimitPerMin: env.RETORT_RATE_LIMIT_PER_MIN,
     bodyLimit: env.RETORT_BODY_LIMIT,
     workerStaleMs: env.RETORT_WORKER_STALE_MS,
   };

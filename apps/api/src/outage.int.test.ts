@@ -34,7 +34,8 @@ describe('while Postgres is unreachable', () => {
       config: {
         adminKey: key,
         queuePrefix: producer.prefix,
-        policy: { dataRoots: [], allowedHosts: [] },
+        policy: { dataRoots: [], allowedHosts: [], allowPrivateAddresses: false },
+        rateLimitPerMin: 100_000,
         submitChecksUris: false,
         bodyLimit: 1 << 20,
         workerStaleMs: 30_000,

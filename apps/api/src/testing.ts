@@ -41,8 +41,9 @@ export async function testApi(
     config: {
       adminKey,
       queuePrefix: prefix,
-      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [] },
+      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
       submitChecksUris: true,
+      rateLimitPerMin: 100_000,
       bodyLimit: 1 << 20,
       workerStaleMs: 30_000,
       ...config,

@@ -16,6 +16,10 @@ const Schema = Type.Object({
   RETORT_DATA_ROOTS: Type.String({ default: '/usr/share/datasets:/data' }),
   /** Comma-separated hosts that http(s):// URIs may name; empty refuses all. */
   RETORT_ALLOWED_HOSTS: Type.String({ default: '' }),
+  /** Whether allowed hosts may resolve to loopback, private or link-local addresses. */
+  RETORT_ALLOW_PRIVATE_ADDRESSES: Type.Boolean({ default: false }),
+  /** The largest file a run may download over http(s), in MiB. */
+  RETORT_MAX_DOWNLOAD_MB: Type.Integer({ default: 2048, minimum: 1 }),
   /** Force a compute backend (tensorflow, wasm, cpu); by default the best one installed. */
   RETORT_BACKEND: Type.Optional(Type.Enum(['tensorflow', 'wasm', 'cpu'])),
   /** This worker's id in /v1/workers; defaults to <hostname>-<pid>. */

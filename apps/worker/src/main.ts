@@ -38,7 +38,12 @@ const service = new RunService({
   producer,
   log,
   worker: { id: env.workerId, backend: backend.name, device: backend.device },
-  policy: { dataRoots: env.dataRoots, allowedHosts: env.allowedHosts },
+  policy: {
+    dataRoots: env.dataRoots,
+    allowedHosts: env.allowedHosts,
+    allowPrivateAddresses: env.RETORT_ALLOW_PRIVATE_ADDRESSES,
+  },
+  maxDownloadBytes: env.RETORT_MAX_DOWNLOAD_MB * 2 ** 20,
   backend: env.RETORT_BACKEND,
   teacherCacheMaxBytes: env.RETORT_TEACHER_CACHE_MAX_MB * 2 ** 20,
   processes,

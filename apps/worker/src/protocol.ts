@@ -10,6 +10,7 @@ export type ToChild =
       type: 'start';
       spec: RunSpec;
       policy: UriPolicy;
+      maxDownloadBytes?: number | undefined;
       backend?: BackendName | undefined;
       /** The models of `{ run }` teachers, by run id, read from Postgres by the worker. */
       teacherModels: Record<string, SavedModel>;

@@ -15,7 +15,7 @@ import {
   updateProgress,
 } from '@retort/db';
 import { RUN_JOB, type RunJobPayload, type RunProducer } from '@retort/queue';
-import { RetortError, type RunError, type RunSpec, teachersOf } from '@retort/spec';
+import { RetortError, type RunError, type RunSpec, teachersOf, type UriPolicy } from '@retort/spec';
 import type { BackendName, Progress, SavedModel } from '@retort/trainer';
 import type { Logger } from 'pino';
 import { MetricWriter } from './metric-writer.js';
@@ -28,7 +28,9 @@ export interface RunServiceOptions {
   producer: RunProducer;
   log: Logger;
   worker: { id: string; backend: string; device: string };
-  policy: { dataRoots: string[]; allowedHosts: string[] };
+  policy: UriPolicy;
+  /** The largest http(s) download a run may make. */
+  maxDownloadBytes?: number | undefined;
   backend?: BackendName | undefined;
   /** The most memory a run's teacher-output cache may take (default 1 GiB). */
   teacherCacheMaxBytes?: number | undefined;
@@ -244,6 +246,7 @@ export class RunService {
       type: 'start',
       spec,
       policy: this.o.policy,
+      maxDownloadBytes: this.o.maxDownloadBytes,
       backend: this.o.backend,
       teacherModels,
       resume,

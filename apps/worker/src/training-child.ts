@@ -41,7 +41,7 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
   const outcome = await train(
     m.spec,
     {
-      source: policyByteSource(m.policy),
+      source: policyByteSource(m.policy, m.maxDownloadBytes),
       loadRunModel: async (id): Promise<SavedModel> => {
         const model = teacherModels[id];
         if (!model) throw new Error(`the model of run ${id} was not provided`);

@@ -1,6 +1,9 @@
+import { lookup } from 'node:dns/promises';
 import { realpath, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ipaddr from 'ipaddr.js';
 import { type ErrorDetail, RetortError } from './errors.js';
 import type { RunSpec } from './run-spec.js';
 
@@ -10,6 +13,60 @@ export interface UriPolicy {
   dataRoots: string[];
   /** Host names `http(s)://` URIs may name; empty means http(s) sources are refused. */
   allowedHosts: string[];
+  /**
+   * Whether allowed hosts may resolve to loopback, private, link-local or other non-public
+   * addresses. Off by default: a name that points inside the cluster is refused.
+   */
+  allowPrivateAddresses?: boolean;
+}
+
+/** Ranges that are not the public internet: ipaddr.js's names for them. */
+const PUBLIC = new Set(['unicast']);
+
+/** Why an address may not be fetched from, or null when it is a public unicast address. */
+export function nonPublicAddress(address: string): string | null {
+  let a: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    a = ipaddr.process(address); // IPv4-mapped IPv6 becomes IPv4
+  } catch {
+    return 'not an IP address';
+  }
+  const range = a.range();
+  return PUBLIC.has(range) ? null : range;
+}
+
+/**
+ * The address to connect to for `host`: resolved once, every answer checked, so that a name cannot
+ * point inside the network (or be re-pointed between the check and the connection: callers connect
+ * to the address returned).
+ */
+export async function resolvePublicAddress(
+  host: string,
+  policy: UriPolicy,
+  uri: string,
+): Promise<{ address: string; family: number }> {
+  const bare = host.replace(/^\[|\]$/g, '');
+  let answers: { address: string; family: number }[];
+  try {
+    answers = isIP(bare) ? [{ address: bare, family: isIP(bare) }] : await lookup(bare, { all: true });
+  } catch (e) {
+    throw new RetortError(
+      'RETORT_DATA_UNREADABLE',
+      `${uri}: cannot resolve ${host} (${(e as Error).message})`,
+    );
+  }
+  if (answers.length === 0) throw new RetortError('RETORT_DATA_UNREADABLE', `${uri}: ${host} has no address`);
+  if (!policy.allowPrivateAddresses) {
+    for (const a of answers) {
+      const why = nonPublicAddress(a.address);
+      if (why)
+        throw new RetortError(
+          'RETORT_DATA_UNREADABLE',
+          `${uri}: ${host} resolves to ${a.address} (${why}), which this server does not fetch from`,
+        );
+    }
+  }
+  return answers[0]!;
 }
 
 /** Every URI in a spec, with the JSON Pointer of the field that holds it. */
@@ -62,7 +119,7 @@ export async function resolveFileUri(uri: string, policy: UriPolicy): Promise<st
   return real;
 }
 
-/** Checks that an http(s) URI names an allowed host. */
+/** Checks that an http(s) URI names an allowed host (its addresses are checked on connecting). */
 export function checkHttpUri(uri: string, policy: UriPolicy): URL {
   let url: URL;
   try {
@@ -70,6 +127,10 @@ export function checkHttpUri(uri: string, policy: UriPolicy): URL {
   } catch {
     throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} is not a valid URL`);
   }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new RetortError('RETORT_DATA_UNREADABLE', `${uri}: only http and https are fetched`);
+  if (url.username || url.password)
+    throw new RetortError('RETORT_DATA_UNREADABLE', `${uri}: credentials in URLs are not accepted`);
   if (!policy.allowedHosts.includes(url.hostname)) {
     throw new RetortError(
       'RETORT_DATA_UNREADABLE',
@@ -87,7 +148,7 @@ export async function checkSpecUris(spec: RunSpec, policy: UriPolicy): Promise<E
     specUris(spec).map(async ({ path: at, uri }) => {
       try {
         if (uri.startsWith('file:')) await resolveFileUri(uri, policy);
-        else checkHttpUri(uri, policy);
+        else await resolvePublicAddress(checkHttpUri(uri, policy).hostname, policy, uri);
         return null;
       } catch (e) {
         return { path: at, message: e instanceof Error ? e.message : String(e) };

@@ -72,6 +72,23 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
         });
     }
   }
+  const student = spec.student as Record<string, unknown> | undefined;
+  if (isObject(student) && 'preset' in student) {
+    // Weights between consecutive hidden layers (the input layer's depend on the data, checked by the worker).
+    const widths = (student.preset === 'cnn' ? student.filters : student.hidden) as unknown;
+    if (Array.isArray(widths) && widths.every((w) => typeof w === 'number')) {
+      const k =
+        student.preset === 'cnn' && typeof student.kernelSize === 'number' ? student.kernelSize ** 2 : 1;
+      let weights = 0;
+      for (let i = 1; i < widths.length; i++)
+        weights += (widths[i - 1] as number) * (widths[i] as number) * k;
+      if (weights > MAX_HIDDEN_WEIGHTS)
+        out.push({
+          path: `/student/${student.preset === 'cnn' ? 'filters' : 'hidden'}`,
+          message: `makes ${weights.toLocaleString('en')} weights between hidden layers; at most ${MAX_HIDDEN_WEIGHTS.toLocaleString('en')}`,
+        });
+    }
+  }
   const lossTypes = Array.isArray(spec.distillation?.losses)
     ? spec.distillation.losses.map((l) => (isObject(l) ? l.type : undefined))
     : [];
@@ -110,6 +127,9 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
   }
   return out;
 }
+
+/** The most weights a preset student may have between its hidden layers (about 64 MiB as float32). */
+export const MAX_HIDDEN_WEIGHTS = 16_777_216;
 
 /** Losses that compare the student with a teacher. */
 const TEACHER_LOSSES = ['kd', 'dkd', 'hint', 'attention', 'rkd', 'jacobian', 'pseudo-label'];

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { parseIdx } from './idx.js';
 
@@ -57,5 +57,13 @@ describe('IDX reader on the real Fashion-MNIST files', () => {
     expect(tail.shape).toEqual([5]);
     expect(Array.from(tail.data)).toEqual(Array.from(all.data.subarray(9990, 9995)));
     expect(parseIdx(raw, 'labels', undefined, 9998).shape).toEqual([2]);
+  });
+
+  it('stops a gzip bomb at the inflation cap instead of filling memory', () => {
+    const bomb = gzipSync(new Uint8Array(8 * 2 ** 20)); // 8 MiB of zeros, about 8 KiB compressed
+    expect(bomb.byteLength).toBeLessThan(64 * 1024);
+    expect(() => parseIdx(bomb, 'bomb.gz', undefined, 0, 2 ** 20)).toThrow(
+      /bomb.gz is not a valid IDX file: it inflates to more than 1048576 bytes/,
+    );
   });
 });

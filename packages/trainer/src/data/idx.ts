@@ -20,14 +20,35 @@ const TYPES: Record<
   14: { name: 'double', bytes: 8, read: (v, o) => v.getFloat64(o), make: (n) => new Float64Array(n) },
 };
 
+/** The most a gzip-compressed IDX file may inflate to. */
+export const MAX_INFLATED_BYTES = 2 ** 31;
+
 /**
  * Parses an IDX file (the MNIST family's format), gzip-compressed or raw. `limit` keeps only the
  * first N items along the first dimension, without converting the rest.
  */
-export function parseIdx(input: Uint8Array, what: string, limit?: number, offset = 0): IdxArray {
-  const bytes = input[0] === 0x1f && input[1] === 0x8b ? gunzipSync(input) : input;
+export function parseIdx(
+  input: Uint8Array,
+  what: string,
+  limit?: number,
+  offset = 0,
+  maxInflated = MAX_INFLATED_BYTES,
+): IdxArray {
   const fail = (why: string) =>
     new RetortError('RETORT_DATA_INVALID', `${what} is not a valid IDX file: ${why}`);
+  let bytes = input;
+  if (input[0] === 0x1f && input[1] === 0x8b) {
+    try {
+      // A small file that inflates without end (a gzip bomb) stops at the cap instead of the worker.
+      bytes = gunzipSync(input, { maxOutputLength: maxInflated });
+    } catch (e) {
+      throw fail(
+        (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE'
+          ? `it inflates to more than ${maxInflated} bytes`
+          : `gzip: ${(e as Error).message}`,
+      );
+    }
+  }
   if (bytes.byteLength < 4 || bytes[0] !== 0 || bytes[1] !== 0) throw fail('bad magic number');
   const type = TYPES[bytes[2]!];
   if (!type) throw fail(`unknown data type 0x${bytes[2]!.toString(16)}`);

@@ -4,7 +4,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { ByteSource } from '../io.js';
 import { graphTeacher } from './graph-teacher.js';
 import { type OnnxOptions, onnxTeacher } from './onnx-teacher.js';
-import { buildPreset } from './presets.js';
+import { buildPreset, presetParams } from './presets.js';
 import {
   loadLayersModelFrom,
   type ModelArtifacts,
@@ -120,8 +120,35 @@ export async function loadStudent(
   src: ByteSource,
 ): Promise<tf.LayersModel> {
   const s = spec.student;
-  if ('preset' in s) return buildPreset(s, inputShape, numClasses, spec.training.seed);
-  const { model } = await readLayersModel(s.uri, src, `student ${s.uri}`, 'RETORT_MODEL_INCOMPATIBLE');
+  const tooBig = (params: number) =>
+    new RetortError(
+      'RETORT_MODEL_INCOMPATIBLE',
+      `the student would have ${params.toLocaleString('en')} parameters on this data; a worker trains at most ${MAX_STUDENT_PARAMS.toLocaleString('en')}`,
+    );
+  if ('preset' in s) {
+    const params = presetParams(s, inputShape, numClasses);
+    if (params > MAX_STUDENT_PARAMS) throw tooBig(params);
+    return buildPreset(s, inputShape, numClasses, spec.training.seed);
+  }
+  const model = await loadCustomStudent(s.uri, inputShape, numClasses, src);
+  if (model.countParams() > MAX_STUDENT_PARAMS) {
+    const params = model.countParams();
+    model.dispose();
+    throw tooBig(params);
+  }
+  return model;
+}
+
+/** The most parameters a student may have: with Adam's two moments, about 1.2 GiB of float32. */
+export const MAX_STUDENT_PARAMS = 100_000_000;
+
+async function loadCustomStudent(
+  uri: string,
+  inputShape: number[],
+  numClasses: number,
+  src: ByteSource,
+): Promise<tf.LayersModel> {
+  const { model } = await readLayersModel(uri, src, `student ${uri}`, 'RETORT_MODEL_INCOMPATIBLE');
   const out = model.outputs[0]!.shape;
   if (out[out.length - 1] !== numClasses) {
     throw new RetortError(

@@ -6,6 +6,36 @@ import { deriveSeed } from '../random.js';
 const init = (seed: number, layer: number) =>
   tf.initializers.glorotUniform({ seed: deriveSeed(seed, 'init', layer) });
 
+/** How many parameters `buildPreset` would make, worked out before any weight is allocated. */
+export function presetParams(
+  spec: Extract<StudentSpec, { preset: string }>,
+  inputShape: number[],
+  numClasses: number,
+): number {
+  let params = 0;
+  let width: number;
+  let dense: number[];
+  if (spec.preset === 'mlp') {
+    width = inputShape.reduce((a, b) => a * b, 1);
+    dense = spec.hidden;
+  } else {
+    let [h, w, c] = inputShape as [number, number, number];
+    for (const f of spec.filters) {
+      params += (spec.kernelSize * spec.kernelSize * c + 1) * f;
+      c = f;
+      h = Math.floor(h / 2);
+      w = Math.floor(w / 2);
+    }
+    width = h * w * c;
+    dense = spec.dense;
+  }
+  for (const units of [...dense, numClasses]) {
+    params += (width + 1) * units;
+    width = units;
+  }
+  return params;
+}
+
 /**
  * Builds a preset model. It outputs logits (no softmax): the losses work on logits, and a user of
  * the exported model gets the same class ranking either way.
