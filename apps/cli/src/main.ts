@@ -45,6 +45,10 @@ async function waitAndGate(
   });
   print(line(r), r);
   if (r.status !== 'succeeded') return 1;
+  if (r.verdict && !r.verdict.passed) {
+    console.error(`verdict: failed: ${r.verdict.reason}`);
+    return 3;
+  }
   const s = r.summary!;
   if (gates.minAccuracy !== undefined && s.student.accuracy < Number(gates.minAccuracy)) {
     console.error(`gate failed: accuracy ${s.student.accuracy} < ${gates.minAccuracy}`);
@@ -60,7 +64,10 @@ async function waitAndGate(
 program
   .command('submit <spec>')
   .description('submit a run spec (JSON file)')
-  .option('--wait', 'wait for the run to end; exit 0 only if it succeeded (and passes the gates)')
+  .option(
+    '--wait',
+    'wait for the run to end; exit 0 only if it succeeded and passed its accept thresholds (and the gates)',
+  )
   .option('--dry-run', 'validate and check URIs without queueing')
   .option('--idempotency-key <key>', 'resubmitting with the same key returns the first run')
   .option('--min-accuracy <x>', 'with --wait: exit 3 if the student accuracy is below x')
@@ -115,7 +122,9 @@ program
 
 program
   .command('wait <id>')
-  .description('wait for a run to end; exit 0 only if it succeeded (and passes the gates)')
+  .description(
+    'wait for a run to end; exit 0 only if it succeeded and passed its accept thresholds (and the gates); 1 if it did not succeed, 3 if it failed a threshold',
+  )
   .option('--min-accuracy <x>', 'exit 3 if the student accuracy is below x')
   .option('--min-retention <x>', 'exit 3 if accuracy retention is below x')
   .action(async (id: string, o: { minAccuracy?: string; minRetention?: string }) => {

@@ -214,6 +214,48 @@ describe('Retort end to end (API and worker processes)', () => {
     expect(failed.stderr).toMatch(/gate failed: accuracy 0\.\d+ < 0\.999/);
   });
 
+  it('answers a submit with ?wait=true when the run ends, with a verdict on its accept thresholds', async () => {
+    const submit = async (accept: object) => {
+      const res = await fetch(`${stack.baseUrl}/v1/runs?wait=true&timeout=120`, {
+        method: 'POST',
+        headers: { ...client.authHeaders(), 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'gated',
+          kind: 'train',
+          student: { preset: 'mlp', hidden: [16] },
+          data: data(600, 200),
+          training: { epochs: 4, batchSize: 50, seed: 3, optimizer: { type: 'adam', learningRate: 0.003 } },
+          accept,
+        }),
+      });
+      return { status: res.status, run: (await res.json()) as Run };
+    };
+    const pass = await submit({ 'student.accuracy': { gte: 0.3 }, 'student.params': { lt: 100_000 } });
+    expect(pass.status).toBe(201);
+    expect(pass.run.status).toBe('succeeded');
+    expect(pass.run.verdict).toMatchObject({ passed: true, reason: 'every threshold holds (2)' });
+    const accuracy = pass.run.summary!.student.accuracy;
+    expect(pass.run.verdict!.checks[0]).toEqual({
+      metric: 'student.accuracy',
+      op: 'gte',
+      threshold: 0.3,
+      value: accuracy,
+      passed: true,
+    });
+    const fail = await submit({ 'student.accuracy': { gte: 0.999 } });
+    expect(fail.run.status).toBe('succeeded');
+    expect(fail.run.verdict!.passed).toBe(false);
+    expect(fail.run.verdict!.reason).toMatch(/^student\.accuracy 0\.\d+ is not ≥ 0\.999$/);
+    // The CLI turns the verdict into an exit code.
+    const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
+    const env = { ...process.env, RETORT_URL: stack.baseUrl, RETORT_API_KEY: stack.adminKey };
+    const passed = spawnSync(process.execPath, [cli, 'wait', pass.run.id], { env, encoding: 'utf8' });
+    expect(passed.status).toBe(0);
+    const failed = spawnSync(process.execPath, [cli, 'wait', fail.run.id], { env, encoding: 'utf8' });
+    expect(failed.status).toBe(3);
+    expect(failed.stderr).toMatch(/verdict: failed: student\.accuracy 0\.\d+ is not ≥ 0\.999/);
+  });
+
   it('lists the worker with its backend', async () => {
     const res = await fetch(`${stack.baseUrl}/v1/workers`, { headers: client.authHeaders() });
     const workers = (await res.json()) as { backend: string; pool: string }[];

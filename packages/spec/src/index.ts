@@ -4,3 +4,4 @@ export * from './run-spec.js';
 export * from './schema/index.js';
 export * from './uris.js';
 export * from './validate.js';
+export * from './verdict.js';

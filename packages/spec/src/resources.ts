@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { VerdictSchema } from './verdict.js';
 
 /** Schemas of what the API returns. The API serializes with them; clients import the types. */
 
@@ -101,6 +102,7 @@ export const RunSchema = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     startedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    verdict: VerdictSchema,
   },
   { $id: 'Run', title: 'Run' },
 );

@@ -1,4 +1,5 @@
 import type { DatasetSpec, UnlabeledSpec } from './schema/index.js';
+import type { AcceptSpec } from './verdict.js';
 
 /**
  * A run spec after validation, with every default filled in. This is what is stored on the run,
@@ -34,6 +35,8 @@ export interface RunSpec {
   resources: { pool: string; gpus: number };
   priority: number;
   tags: Record<string, string>;
+  /** Acceptance thresholds on the summary; the run's verdict. */
+  accept?: AcceptSpec;
 }
 
 export type RunKind = 'distill' | 'train';

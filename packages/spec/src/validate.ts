@@ -10,6 +10,7 @@ import {
   type StudentSpec,
 } from './run-spec.js';
 import { type RunSpecInput, RunSpecSchema, type UnionBranchHint } from './schema/index.js';
+import { TEACHER_METRICS } from './verdict.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 type AddFormats = typeof addFormatsModule.default;
@@ -121,6 +122,14 @@ function crossFieldProblems(spec: Partial<RunSpecInput>): ErrorDetail[] {
       out.push({ path: '/distillation/losses', message: 'at least one loss must have a weight above 0' });
     }
   }
+  if (kind === 'train' && isObject(spec.accept)) {
+    for (const m of TEACHER_METRICS)
+      if (m in spec.accept)
+        out.push({
+          path: `/accept/${m}`,
+          message: 'is a figure of distill runs; kind "train" has no teacher',
+        });
+  }
   const opt = spec.training?.optimizer;
   if (isObject(opt) && opt.type === 'sgd' && opt.nesterov === true && !((opt.momentum ?? 0) > 0)) {
     out.push({ path: '/training/optimizer/nesterov', message: 'needs momentum above 0' });
@@ -167,6 +176,7 @@ function withDefaults(input: RunSpecInput): RunSpec {
     tags: input.tags ?? {},
   };
   if (input.teacher) spec.teacher = input.teacher;
+  if (input.accept) spec.accept = input.accept;
   if (input.teachers) spec.teachers = input.teachers.map((t) => ({ ...t, weight: t.weight ?? 1 }));
   if (input.data.unlabeled) spec.data.unlabeled = input.data.unlabeled;
   const pre = input.data.preprocess;

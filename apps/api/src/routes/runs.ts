@@ -23,6 +23,38 @@ import Type from 'typebox';
 import { applyTransition, contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
 
 const IdParams = Type.Object({ id: Type.String() });
+
+/** Long polling for pipelines: answer when the run has ended. */
+const WaitQuery = {
+  wait: Type.Boolean({ default: false, description: 'Answer when the run has ended (or at the timeout).' }),
+  timeout: Type.Integer({
+    minimum: 1,
+    maximum: 3600,
+    default: 600,
+    description: 'With `wait`: answer after this many seconds at most, with the run as it stands.',
+  }),
+};
+const ENDED = new Set(['succeeded', 'failed', 'canceled']);
+const WAIT_POLL_MS = 500;
+
+/** The run once it has ended, or as it stands after `timeoutS` seconds or when the client has gone (`res` closed). */
+async function waitForEnd(db: Db, teamId: string, id: string, timeoutS: number, raw: NodeJS.EventEmitter) {
+  const deadline = Date.now() + timeoutS * 1000;
+  let gone = false;
+  const onClose = () => {
+    gone = true;
+  };
+  raw.once('close', onClose);
+  try {
+    for (;;) {
+      const run = await getRun(db, teamId, id);
+      if (ENDED.has(run.status) || gone || Date.now() >= deadline) return run;
+      await new Promise((r) => setTimeout(r, Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now()))));
+    }
+  } finally {
+    raw.removeListener('close', onClose);
+  }
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A malformed id names no run: it answers 404 like any other unknown id. */
@@ -51,7 +83,11 @@ const ListQuery = Type.Object({
 });
 
 export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; producer: RunProducer }): void {
-  app.post<{ Body: RunSpec; Querystring: { dryRun?: boolean }; Headers: { 'idempotency-key'?: string } }>(
+  app.post<{
+    Body: RunSpec;
+    Querystring: { dryRun?: boolean; wait: boolean; timeout: number };
+    Headers: { 'idempotency-key'?: string };
+  }>(
     '/v1/runs',
     {
       config: { scope: 'runs:write' },
@@ -62,7 +98,7 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
           'The same `Idempotency-Key` from the same team returns the first run (200) instead of a second one. ' +
           '`?dryRun=true` validates and checks that the URIs resolve, without queueing.',
         body: RunSpecSchema,
-        querystring: Type.Object({ dryRun: Type.Boolean({ default: false }) }),
+        querystring: Type.Object({ dryRun: Type.Boolean({ default: false }), ...WaitQuery }),
         headers: Type.Object({
           'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
         }),
@@ -88,7 +124,10 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
       }
       const { run, created } = await submitRun(deps, teamId, spec, request.headers['idempotency-key']);
       request.auditTarget = run.id;
-      return reply.status(created ? 201 : 200).send(toRunResource(run));
+      const answer = request.query.wait
+        ? await waitForEnd(deps.db, teamId, run.id, request.query.timeout, reply.raw)
+        : run;
+      return reply.status(created ? 201 : 200).send(toRunResource(answer));
     },
   );
 
@@ -136,14 +175,28 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: { id: string }; Querystring: { wait: boolean; timeout: number } }>(
     '/v1/runs/:id',
     {
       config: { scope: 'runs:read' },
-      schema: { summary: 'One run', params: IdParams, response: { 200: RunSchema, ...errors } },
+      schema: {
+        summary: 'One run',
+        description:
+          'With `?wait=true`, answers when the run has ended (or after `timeout` seconds, with the run as it stands). Its `verdict` says whether it passed its `accept` thresholds.',
+        params: IdParams,
+        querystring: Type.Object(WaitQuery),
+        response: { 200: RunSchema, ...errors },
+      },
     },
-    async (request) =>
-      toRunResource(await getRun(deps.db, request.identity.teamId, checkRunId(request.params.id))),
+    async (request, reply) => {
+      const teamId = request.identity.teamId;
+      const run = await getRun(deps.db, teamId, checkRunId(request.params.id));
+      return toRunResource(
+        request.query.wait
+          ? await waitForEnd(deps.db, teamId, run.id, request.query.timeout, reply.raw)
+          : run,
+      );
+    },
   );
 
   const lifecycle = (action: 'cancel' | 'pause' | 'resume' | 'retry', description: string) =>

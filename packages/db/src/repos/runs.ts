@@ -5,6 +5,7 @@ import {
   type RunSpec,
   type RunStatus,
   type RunSummary,
+  verdictOf,
 } from '@retort/spec';
 import type { Db } from '../client.js';
 import type { Prisma, Run } from '../generated/prisma/client.js';
@@ -30,6 +31,11 @@ export function toRunResource(r: Run): RunResource {
     createdAt: r.createdAt.toISOString(),
     startedAt: r.startedAt?.toISOString() ?? null,
     finishedAt: r.finishedAt?.toISOString() ?? null,
+    verdict: verdictOf(
+      r.status,
+      (r.spec as unknown as RunSpec).accept,
+      (r.summary as RunSummary | null) ?? null,
+    ),
   };
 }
 

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { AcceptSchema } from '../verdict.js';
 import { Closed } from './common.js';
 import type { DatasetSchema, IdxDataset, UnlabeledSchema } from './data.js';
 import { DataSchema } from './data.js';
@@ -30,6 +31,7 @@ export const RunSpecSchema = Type.Object(
     priority: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 100, description: 'Higher runs first. Default 50.' }),
     ),
+    accept: Type.Optional(AcceptSchema),
     tags: Type.Optional(
       Type.Record(Type.String(), Type.String({ maxLength: 256 }), {
         maxProperties: 32,
