@@ -13,6 +13,8 @@ import { adminRoutes } from './routes/admin.js';
 import { operationRoutes } from './routes/operations.js';
 import { runDataRoutes } from './routes/run-data.js';
 import { runRoutes } from './routes/runs.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import { WebhookDispatcher } from './services/webhooks.js';
 
 export interface AppDeps {
   db: Db;
@@ -49,6 +51,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   runRoutes(app, submit);
   runDataRoutes(app, deps.db);
   adminRoutes(app, deps.db);
+  webhookRoutes(app, deps.db, deps.config.policy);
+  // The outbox is sent from every API process while it serves.
+  const dispatcher = new WebhookDispatcher(deps.db, deps.config.policy, deps.config.webhooks, app.log);
+  app.addHook('onReady', async () => dispatcher.start());
+  app.addHook('onClose', async () => dispatcher.stop());
   operationRoutes(app, { db: deps.db, redis: deps.redis, workerStaleMs: deps.config.workerStaleMs });
   await app.ready();
   return app;

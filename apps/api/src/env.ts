@@ -1,5 +1,6 @@
 import envSchema from 'env-schema';
 import Type, { type Static } from 'typebox';
+import type { WebhookSettings } from './services/webhooks.js';
 
 /** The API's configuration: every variable it reads, with its default. Parsed once at start. */
 const Schema = Type.Object({
@@ -29,6 +30,14 @@ const Schema = Type.Object({
   RETORT_BODY_LIMIT: Type.Integer({ default: 1_048_576, minimum: 1024 }),
   /** Workers that have not reported within this many ms are not listed as live. */
   RETORT_WORKER_STALE_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
+  /** How often (ms) the webhook outbox is looked at. */
+  RETORT_WEBHOOK_POLL_MS: Type.Integer({ default: 1000, minimum: 10 }),
+  /** The wait (ms) after a delivery's first failure; it doubles after each one. */
+  RETORT_WEBHOOK_RETRY_BASE_MS: Type.Integer({ default: 30_000, minimum: 10 }),
+  /** Attempts before a delivery is given up. */
+  RETORT_WEBHOOK_MAX_ATTEMPTS: Type.Integer({ default: 8, minimum: 1, maximum: 50 }),
+  /** How long (ms) a webhook endpoint has to answer. */
+  RETORT_WEBHOOK_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100 }),
   /** Log level: fatal, error, warn, info, debug, silent. */
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent'], { default: 'info' }),
 });
@@ -42,6 +51,7 @@ export interface ApiConfig {
   submitChecksUris: boolean;
   /** Requests per minute per API key (per address without one). */
   rateLimitPerMin: number;
+  webhooks: WebhookSettings;
   bodyLimit: number;
   workerStaleMs: number;
 }
@@ -63,6 +73,12 @@ export function configFrom(env: ApiEnv): ApiConfig {
     },
     submitChecksUris: env.RETORT_SUBMIT_CHECKS_URIS,
     rateLimitPerMin: env.RETORT_RATE_LIMIT_PER_MIN,
+    webhooks: {
+      pollMs: env.RETORT_WEBHOOK_POLL_MS,
+      retryBaseMs: env.RETORT_WEBHOOK_RETRY_BASE_MS,
+      maxAttempts: env.RETORT_WEBHOOK_MAX_ATTEMPTS,
+      timeoutMs: env.RETORT_WEBHOOK_TIMEOUT_MS,
+    },
     bodyLimit: env.RETORT_BODY_LIMIT,
     workerStaleMs: env.RETORT_WORKER_STALE_MS,
   };

@@ -15,6 +15,7 @@ export interface TestApi {
   adminKey: string;
   teamId: string;
   prefix: string;
+  config: ApiConfig;
   auth: { authorization: string };
   close(): Promise<void>;
 }
@@ -34,23 +35,21 @@ export async function testApi(
   const producer = new RunProducer(redis, prefix);
   const adminKey = `rk_test_${randomBytes(12).toString('hex')}`;
   const { teamId } = await bootstrapAdmin(db, adminKey);
-  const app = await buildApp({
-    db,
-    redis,
-    producer,
-    config: {
-      adminKey,
-      queuePrefix: prefix,
-      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
-      submitChecksUris: true,
-      rateLimitPerMin: 100_000,
-      bodyLimit: 1 << 20,
-      workerStaleMs: 30_000,
-      ...config,
-    },
-  });
-  return {
+  const apiConfig: ApiConfig = {
+    adminKey,
+    queuePrefix: prefix,
+    policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
+    submitChecksUris: true,
+    rateLimitPerMin: 100_000,
+    webhooks: { pollMs: 100, retryBaseMs: 200, maxAttempts: 5, timeoutMs: 5000 },
+    bodyLimit: 1 << 20,
+    workerStaleMs: 30_000,
+    ...config,
+  };
+  const app = await buildApp({ db, redis, producer, config: apiConfig });
+  const t: TestApi = {
     app,
+    config: apiConfig,
     db,
     redis,
     producer,
@@ -59,10 +58,11 @@ export async function testApi(
     prefix,
     auth: { authorization: `Bearer ${adminKey}` },
     close: async () => {
-      await app.close();
+      await t.app.close();
       await producer.close();
       redis.disconnect();
       await db.close();
     },
   };
+  return t;
 }

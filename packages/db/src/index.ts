@@ -6,4 +6,5 @@ export * from './repos/metrics.js';
 export * from './repos/run-lifecycle.js';
 export * from './repos/runs.js';
 export * from './repos/teams.js';
+export * from './repos/webhooks.js';
 export * from './repos/workers.js';

@@ -74,6 +74,14 @@ export async function putArtifact(db: Db, a: PutArtifact): Promise<ArtifactResou
         buf.subarray(off, off + CHUNK_BYTES),
       ]);
     }
+    if (a.kind === 'checkpoint') {
+      // In the same transaction: the event (and the webhook deliveries it triggers) exist exactly
+      // when the checkpoint does.
+      await client.query(`INSERT INTO run_events (run_id, type, data) VALUES ($1, 'checkpoint', $2)`, [
+        a.runId,
+        { artifactId: id, name: a.name, attempt: a.attempt, ...(a.metadata ?? {}) },
+      ]);
+    }
     await client.query('COMMIT');
     const created = await db.prisma.artifact.findUniqueOrThrow({ where: { id } });
     return toArtifactResource(created);

@@ -1,0 +1,168 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { requestCancel } from '@retort/db';
+import { fashionMnistData } from '@retort/devstack';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApp } from '../app.js';
+import { type TestApi, testApi } from '../testing.js';
+
+const runSpec = {
+  name: 'hooked',
+  kind: 'train',
+  student: { preset: 'mlp', hidden: [8] },
+  data: { train: fashionMnistData(100).train },
+  training: { epochs: 1 },
+};
+
+/** The receiver's side, as the README documents it. */
+function verify(secret: string, header: string, body: string, now = Date.now() / 1000): boolean {
+  const parts = Object.fromEntries(header.split(',').map((kv) => kv.split('=') as [string, string]));
+  const t = Number(parts.t);
+  if (!Number.isFinite(t) || Math.abs(now - t) > 300) return false;
+  const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
+  const given = Buffer.from(parts.v1 ?? '', 'hex');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+describe('webhooks', () => {
+  let t: TestApi;
+  let receiver: Server;
+  let url: string;
+  /** What the receiver got, and how it answers each request in turn (then 200). */
+  const received: { headers: IncomingHttpHeaders; body: string }[] = [];
+  let answers: number[] = [];
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        body += c;
+      });
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        res.writeHead(answers.shift() ?? 200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'webhooks_api', {
+      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: true },
+    });
+  });
+  afterAll(async () => {
+    await t.close();
+    receiver.close();
+  });
+
+  const call = (method: 'GET' | 'POST' | 'DELETE', path: string, payload?: object, key?: string) =>
+    t.app.inject({
+      method,
+      url: path,
+      headers: key ? { authorization: `Bearer ${key}` } : t.auth,
+      ...(payload ? { payload } : {}),
+    });
+
+  it('signs every delivery, and retries one that fails twice until the third try lands', async () => {
+    const hook = await call('POST', '/v1/webhooks', { url, events: ['run.canceled'], description: 'CI' });
+    expect(hook.statusCode).toBe(201);
+    const { id, secret } = hook.json();
+    expect(secret).toMatch(/^whsec_/);
+    expect(JSON.stringify((await call('GET', '/v1/webhooks')).json())).not.toContain(secret);
+
+    answers = [500, 503];
+    received.length = 0;
+    const run = (await call('POST', '/v1/runs', runSpec)).json();
+    expect((await call('POST', `/v1/runs/${run.id}/cancel`)).statusCode).toBe(200);
+    await expect.poll(() => received.length, { timeout: 10_000 }).toBe(3);
+
+    for (const r of received) {
+      expect(r.headers['retort-event']).toBe('run.canceled');
+      expect(verify(secret, r.headers['retort-signature'] as string, r.body)).toBe(true);
+      expect(verify('whsec_wrong', r.headers['retort-signature'] as string, r.body)).toBe(false);
+      expect(verify(secret, r.headers['retort-signature'] as string, `${r.body} `)).toBe(false);
+    }
+    // The same delivery each time, byte for byte.
+    expect(new Set(received.map((r) => r.body)).size).toBe(1);
+    expect(new Set(received.map((r) => r.headers['retort-delivery'])).size).toBe(1);
+    const body = JSON.parse(received[0]!.body);
+    expect(body).toMatchObject({
+      event: 'run.canceled',
+      run: {
+        id: run.id,
+        name: 'hooked',
+        status: 'canceled',
+        verdict: { passed: false, reason: 'the run canceled' },
+      },
+      data: { status: 'canceled' },
+    });
+
+    await expect
+      .poll(async () => (await call('GET', `/v1/webhooks/${id}/deliveries`)).json().items[0]?.status, {
+        timeout: 5000,
+      })
+      .toBe('delivered');
+    const [delivery] = (await call('GET', `/v1/webhooks/${id}/deliveries`)).json().items;
+    expect(delivery).toMatchObject({ event: 'run.canceled', runId: run.id, nextAttemptAt: null });
+    expect(delivery.attempts.map((a: { statusCode: number }) => a.statusCode)).toEqual([500, 503, 200]);
+    // Backoff: the second wait is about twice the first (retry base 200 ms in tests).
+    const at = delivery.attempts.map((a: { at: string }) => Date.parse(a.at));
+    expect(at[1] - at[0]).toBeGreaterThanOrEqual(190);
+    expect(at[2] - at[1]).toBeGreaterThanOrEqual(390);
+  });
+
+  it('loses nothing while no API process runs: the outbox is sent when one starts', async () => {
+    const hook = (await call('POST', '/v1/webhooks', { url, events: ['run.canceled'] })).json();
+    const run = (await call('POST', '/v1/runs', runSpec)).json();
+    await t.app.close(); // no API process, no dispatcher
+    received.length = 0;
+    await requestCancel(t.db, t.teamId, run.id); // a worker or another process records the event
+    await new Promise((r) => setTimeout(r, 500));
+    expect(received).toHaveLength(0);
+    t.app = await buildApp({ db: t.db, redis: t.redis, producer: t.producer, config: t.config });
+    await expect
+      .poll(() => received.filter((r) => r.body.includes(run.id)).length, { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    const deliveries = (await call('GET', `/v1/webhooks/${hook.id}/deliveries`)).json().items;
+    expect(deliveries.map((d: { runId: string }) => d.runId)).toContain(run.id);
+  });
+
+  it('refuses URLs inside the network (unless configured) and keeps teams apart', async () => {
+    const strict = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'webhooks_strict');
+    try {
+      for (const bad of [
+        'http://127.0.0.1:9/x',
+        'http://169.254.169.254/latest',
+        'ftp://example.com/x',
+        'http://u:p@example.com/',
+      ]) {
+        const res = await strict.app.inject({
+          method: 'POST',
+          url: '/v1/webhooks',
+          headers: strict.auth,
+          payload: { url: bad, events: ['run.failed'] },
+        });
+        expect([bad, res.statusCode, res.json().code]).toEqual([bad, 400, 'RETORT_REQUEST_INVALID']);
+        expect(res.json().details[0].path).toBe('/body/url');
+      }
+      const unknown = await strict.app.inject({
+        method: 'POST',
+        url: '/v1/webhooks',
+        headers: strict.auth,
+        payload: { url: 'http://example.com/', events: ['run.exploded'] },
+      });
+      expect(unknown.statusCode).toBe(400);
+    } finally {
+      await strict.close();
+    }
+    const hook = (await call('POST', '/v1/webhooks', { url, events: ['run.failed'] })).json();
+    const other = (await call('POST', '/v1/teams', { name: 'others' })).json();
+    const key = (
+      await call('POST', `/v1/teams/${other.id}/keys`, { name: 'o', scopes: ['runs:read', 'runs:write'] })
+    ).json().key;
+    expect((await call('GET', `/v1/webhooks/${hook.id}/deliveries`, undefined, key)).statusCode).toBe(404);
+    expect((await call('DELETE', `/v1/webhooks/${hook.id}`, undefined, key)).statusCode).toBe(404);
+    expect((await call('GET', '/v1/webhooks', undefined, key)).json().items).toEqual([]);
+    expect((await call('DELETE', `/v1/webhooks/${hook.id}`)).statusCode).toBe(204);
+  });
+});
