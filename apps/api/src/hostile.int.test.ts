@@ -124,13 +124,13 @@ describe('hostile input', () => {
     await expectError(await get(`Bearer ${'k'.repeat(10_000)}`), 401, 'RETORT_UNAUTHENTICATED');
     const key = await t.app.inject({
       method: 'POST',
-      url: `/v1/teams/${t.teamId}/keys`,
+      url: `/v1/admin/teams/${t.teamId}/keys`,
       headers: t.auth,
       payload: { name: 'soon revoked', scopes: ['runs:read'] },
     });
     await t.app.inject({
       method: 'DELETE',
-      url: `/v1/teams/${t.teamId}/keys/${key.json().id}`,
+      url: `/v1/admin/keys/${key.json().id}`,
       headers: t.auth,
     });
     await expectError(await get(`Bearer ${key.json().key}`), 401, 'RETORT_UNAUTHENTICATED');
@@ -182,7 +182,7 @@ describe('rate limits', () => {
   it('a key over its limit gets 429 with Retry-After; other keys and health checks do not', async () => {
     const other = await t.app.inject({
       method: 'POST',
-      url: `/v1/teams/${t.teamId}/keys`,
+      url: `/v1/admin/teams/${t.teamId}/keys`,
       headers: t.auth,
       payload: { name: 'other', scopes: ['runs:read'] },
     });

@@ -5,6 +5,7 @@ import {
   getTeam,
   type KeyIdentity,
   type KeyRecord,
+  keyTeam,
   listAudit,
   listKeys,
   listTeams,
@@ -73,13 +74,13 @@ async function manageableTeam(db: Db, identity: KeyIdentity, teamId: string) {
  */
 export function adminRoutes(app: FastifyInstance, db: Db): void {
   app.post<{ Body: { name: string } }>(
-    '/v1/teams',
+    '/v1/admin/teams',
     {
       config: { scope: 'admin' },
       schema: {
         summary: 'Create a team',
         description:
-          'Operators only (an admin key of the default team). Give it keys with `POST /v1/teams/{id}/keys`.',
+          'Operators only (an admin key of the default team). Give it keys with `POST /v1/admin/teams/{id}/keys`.',
         tags: ['admin'],
         body: Type.Object(
           {
@@ -106,7 +107,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
   );
 
   app.get(
-    '/v1/teams',
+    '/v1/admin/teams',
     {
       config: { scope: 'admin' },
       schema: {
@@ -123,7 +124,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
   );
 
   app.post<{ Params: { teamId: string }; Body: { name: string; scopes: Scope[] } }>(
-    '/v1/teams/:teamId/keys',
+    '/v1/admin/teams/:teamId/keys',
     {
       config: { scope: 'admin' },
       schema: {
@@ -166,7 +167,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
   );
 
   app.get<{ Params: { teamId: string } }>(
-    '/v1/teams/:teamId/keys',
+    '/v1/admin/teams/:teamId/keys',
     {
       config: { scope: 'admin' },
       schema: {
@@ -183,28 +184,32 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
     },
   );
 
-  app.delete<{ Params: { teamId: string; keyId: string } }>(
-    '/v1/teams/:teamId/keys/:keyId',
+  app.delete<{ Params: { keyId: string } }>(
+    '/v1/admin/keys/:keyId',
     {
       config: { scope: 'admin' },
       schema: {
         summary: 'Revoke an API key',
         description: 'From the next request on, the key answers 401. Revoking a revoked key changes nothing.',
         tags: ['admin'],
-        params: Type.Object({ teamId: Type.String(), keyId: Type.String() }),
+        params: Type.Object({ keyId: Type.String() }),
         response: { 200: KeySchema, ...errors },
       },
     },
     async (request) => {
-      const team = await manageableTeam(db, request.identity, request.params.teamId);
-      const k = UUID.test(request.params.keyId) ? await revokeKey(db, team.id, request.params.keyId) : null;
-      if (!k) throw new RetortError('RETORT_NOT_FOUND', `No key ${request.params.keyId} in team ${team.id}.`);
+      const { keyId } = request.params;
+      const owner = UUID.test(keyId) ? await keyTeam(db, keyId) : null;
+      const k =
+        owner && (request.identity.operator || owner === request.identity.teamId)
+          ? await revokeKey(db, owner, keyId)
+          : null;
+      if (!k) throw new RetortError('RETORT_NOT_FOUND', `No key ${keyId}.`);
       return keyResource(k);
     },
   );
 
   app.get<{ Querystring: { limit: number; cursor?: string; teamId?: string } }>(
-    '/v1/audit',
+    '/v1/admin/audit',
     {
       config: { scope: 'admin' },
       schema: {

@@ -156,9 +156,12 @@ describe('webhooks', () => {
       await strict.close();
     }
     const hook = (await call('POST', '/v1/webhooks', { url, events: ['run.failed'] })).json();
-    const other = (await call('POST', '/v1/teams', { name: 'others' })).json();
+    const other = (await call('POST', '/v1/admin/teams', { name: 'others' })).json();
     const key = (
-      await call('POST', `/v1/teams/${other.id}/keys`, { name: 'o', scopes: ['runs:read', 'runs:write'] })
+      await call('POST', `/v1/admin/teams/${other.id}/keys`, {
+        name: 'o',
+        scopes: ['runs:read', 'runs:write'],
+      })
     ).json().key;
     expect((await call('GET', `/v1/webhooks/${hook.id}/deliveries`, undefined, key)).statusCode).toBe(404);
     expect((await call('DELETE', `/v1/webhooks/${hook.id}`, undefined, key)).statusCode).toBe(404);

@@ -76,6 +76,12 @@ export async function listKeys(db: Db, teamId: string): Promise<KeyRecord[]> {
   return db.prisma.apiKey.findMany({ where: { teamId }, orderBy: { createdAt: 'asc' }, select: keyFields });
 }
 
+/** The team a key belongs to, or null. */
+export async function keyTeam(db: Db, keyId: string): Promise<string | null> {
+  const k = await db.prisma.apiKey.findUnique({ where: { id: keyId }, select: { teamId: true } });
+  return k?.teamId ?? null;
+}
+
 /** Revokes a team's key (idempotent); null when the team has no such key. */
 export async function revokeKey(db: Db, teamId: string, keyId: string): Promise<KeyRecord | null> {
   const k = await db.prisma.apiKey.findFirst({ where: { id: keyId, teamId }, select: keyFields });
