@@ -10,6 +10,7 @@ import { registerOpenApi } from './plugins/openapi.js';
 import { registerRateLimit } from './plugins/rate-limit.js';
 import { registerValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin.js';
+import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
 import { runDataRoutes } from './routes/run-data.js';
 import { runRoutes } from './routes/runs.js';
@@ -52,6 +53,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   runDataRoutes(app, deps.db);
   adminRoutes(app, deps.db);
   webhookRoutes(app, deps.db, deps.config.policy);
+  eventRoutes(app, deps.db, deps.config.eventsPollMs);
   // The outbox is sent from every API process while it serves.
   const dispatcher = new WebhookDispatcher(deps.db, deps.config.policy, deps.config.webhooks, app.log);
   app.addHook('onReady', async () => dispatcher.start());

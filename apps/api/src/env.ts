@@ -30,6 +30,8 @@ const Schema = Type.Object({
   RETORT_BODY_LIMIT: Type.Integer({ default: 1_048_576, minimum: 1024 }),
   /** Workers that have not reported within this many ms are not listed as live. */
   RETORT_WORKER_STALE_MS: Type.Integer({ default: 30_000, minimum: 1000 }),
+  /** How often (ms) an event stream looks for new events. */
+  RETORT_EVENTS_POLL_MS: Type.Integer({ default: 500, minimum: 10 }),
   /** How often (ms) the webhook outbox is looked at. */
   RETORT_WEBHOOK_POLL_MS: Type.Integer({ default: 1000, minimum: 10 }),
   /** The wait (ms) after a delivery's first failure; it doubles after each one. */
@@ -52,6 +54,8 @@ export interface ApiConfig {
   /** Requests per minute per API key (per address without one). */
   rateLimitPerMin: number;
   webhooks: WebhookSettings;
+  /** How often an event stream looks for new events. */
+  eventsPollMs: number;
   bodyLimit: number;
   workerStaleMs: number;
 }
@@ -73,6 +77,7 @@ export function configFrom(env: ApiEnv): ApiConfig {
     },
     submitChecksUris: env.RETORT_SUBMIT_CHECKS_URIS,
     rateLimitPerMin: env.RETORT_RATE_LIMIT_PER_MIN,
+    eventsPollMs: env.RETORT_EVENTS_POLL_MS,
     webhooks: {
       pollMs: env.RETORT_WEBHOOK_POLL_MS,
       retryBaseMs: env.RETORT_WEBHOOK_RETRY_BASE_MS,

@@ -36,6 +36,7 @@ describe('while Postgres is unreachable', () => {
         queuePrefix: producer.prefix,
         policy: { dataRoots: [], allowedHosts: [], allowPrivateAddresses: false },
         rateLimitPerMin: 100_000,
+        eventsPollMs: 50,
         webhooks: { pollMs: 100, retryBaseMs: 200, maxAttempts: 5, timeoutMs: 5000 },
         submitChecksUris: false,
         bodyLimit: 1 << 20,

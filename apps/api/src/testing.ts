@@ -41,6 +41,7 @@ export async function testApi(
     policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
     submitChecksUris: true,
     rateLimitPerMin: 100_000,
+    eventsPollMs: 50,
     webhooks: { pollMs: 100, retryBaseMs: 200, maxAttempts: 5, timeoutMs: 5000 },
     bodyLimit: 1 << 20,
     workerStaleMs: 30_000,

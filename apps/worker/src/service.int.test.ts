@@ -10,6 +10,7 @@ import {
   fashionMnistData,
   freshDatabase,
   freshQueuePrefix,
+  parseEventStream,
   type RetortStack,
   startRetort,
 } from '@retort/devstack';
@@ -254,6 +255,42 @@ describe('Retort end to end (API and worker processes)', () => {
     const failed = spawnSync(process.execPath, [cli, 'wait', fail.run.id], { env, encoding: 'utf8' });
     expect(failed.status).toBe(3);
     expect(failed.stderr).toMatch(/verdict: failed: student\.accuracy 0\.\d+ is not ≥ 0\.999/);
+  });
+
+  it('streams a short run live: every status change in order, progress, metrics with their points, checkpoints', async () => {
+    const { run } = await client.submit({
+      name: 'streamed',
+      kind: 'train',
+      student: { preset: 'mlp', hidden: [16] },
+      data: data(400, 200),
+      training: { epochs: 3, batchSize: 50, seed: 4, checkpointEvery: { epochs: 1 } },
+    });
+    // Opened at once; it ends by itself when the run does.
+    const res = await fetch(`${stack.baseUrl}/v1/runs/${run.id}/events`, { headers: client.authHeaders() });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = parseEventStream(await res.text());
+    const statuses = events
+      .filter((e) => e.event === 'status')
+      .map((e) => (e.data as { status: string }).status);
+    expect(statuses).toEqual(['queued', 'running', 'succeeded']);
+    expect(events.at(-1)).toEqual({ event: 'end', data: { status: 'succeeded' } });
+    expect(events.filter((e) => e.event === 'checkpoint').length).toBeGreaterThanOrEqual(2);
+    expect(events.some((e) => e.event === 'progress')).toBe(true);
+    // Every loss point of the run arrives in the stream, once.
+    const points = events
+      .filter((e) => e.event === 'metrics')
+      .flatMap((e) => (e.data as { points: { name: string; step: number }[] }).points)
+      .filter((p) => p.name === 'loss')
+      .map((p) => p.step);
+    expect(points).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    // Ids only grow; the stream resumes after any of them.
+    const ids = events.filter((e) => e.id).map((e) => Number(e.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    const again = await fetch(`${stack.baseUrl}/v1/runs/${run.id}/events`, {
+      headers: { ...client.authHeaders(), 'last-event-id': String(ids[1]) },
+    });
+    const rest = parseEventStream(await again.text()).filter((e) => e.id);
+    expect(rest.map((e) => Number(e.id))).toEqual(ids.slice(2));
   });
 
   it('lists the worker with its backend', async () => {

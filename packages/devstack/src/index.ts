@@ -9,4 +9,10 @@ export {
   type Services,
   STACK_PACKAGES,
 } from './services.js';
-export { fashionMnistData, freshDatabase, freshQueuePrefix } from './testing.js';
+export {
+  fashionMnistData,
+  freshDatabase,
+  freshQueuePrefix,
+  parseEventStream,
+  type ServerSentEvent,
+} from './testing.js';

@@ -37,3 +37,30 @@ export function fashionMnistData(train?: number, validation?: number) {
     },
   };
 }
+
+export interface ServerSentEvent {
+  id?: string;
+  event: string;
+  data: unknown;
+}
+
+/** Parses a text/event-stream body into its events (comments skipped). */
+export function parseEventStream(text: string): ServerSentEvent[] {
+  return text
+    .split('\n\n')
+    .map((block) => block.split('\n').filter((l) => l && !l.startsWith(':')))
+    .filter((lines) => lines.length > 0)
+    .map((lines) => {
+      const field = (name: string) =>
+        lines
+          .filter((l) => l.startsWith(`${name}:`))
+          .map((l) => l.slice(name.length + 1).trimStart())
+          .join('\n');
+      const id = field('id');
+      return {
+        ...(id ? { id } : {}),
+        event: field('event') || 'message',
+        data: JSON.parse(field('data') || 'null'),
+      };
+    });
+}

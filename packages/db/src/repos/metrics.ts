@@ -23,15 +23,40 @@ export async function writeMetrics(
   const latest = new Map<string, MetricPointInput>();
   for (const p of points) latest.set(`${p.name}\u0000${p.step}`, p);
   const rows = [...latest.values()];
+  // One statement: the points, and a `metrics` run event naming them (for live event streams).
   const res = await db.pool.query(
-    `INSERT INTO metric_points (run_id, name, step, value)
-     SELECT $1, t.name, t.step, t.value
-       FROM unnest($3::text[], $4::int[], $5::float8[]) AS t(name, step, value)
-      WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running')
-     ON CONFLICT (run_id, name, step) DO UPDATE SET value = EXCLUDED.value, created_at = now()`,
+    `WITH ins AS (
+       INSERT INTO metric_points (run_id, name, step, value)
+       SELECT $1, t.name, t.step, t.value
+         FROM unnest($3::text[], $4::int[], $5::float8[]) AS t(name, step, value)
+        WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running')
+       ON CONFLICT (run_id, name, step) DO UPDATE SET value = EXCLUDED.value, created_at = now()
+       RETURNING name, step
+     )
+     INSERT INTO run_events (run_id, type, data)
+     SELECT $1, 'metrics', jsonb_build_object(
+              'count', count(*), 'fromStep', min(step), 'toStep', max(step),
+              'names', jsonb_agg(DISTINCT name))
+       FROM ins
+     HAVING count(*) > 0`,
     [runId, attempt, rows.map((r) => r.name), rows.map((r) => r.step), rows.map((r) => r.value)],
   );
   if (res.rowCount === 0) throw new FencedOutError(runId, attempt, `${rows.length} metric points`);
+}
+
+/** The points a `metrics` run event names. */
+export async function pointsOf(
+  db: Db,
+  runId: string,
+  e: { fromStep: number; toStep: number; names: string[] },
+): Promise<{ name: string; step: number; value: number }[]> {
+  const { rows } = await db.pool.query<{ name: string; step: number; value: number }>(
+    `SELECT name, step, value FROM metric_points
+      WHERE run_id = $1 AND step BETWEEN $2 AND $3 AND name = ANY($4::text[])
+      ORDER BY step, name`,
+    [runId, e.fromStep, e.toStep, e.names],
+  );
+  return rows;
 }
 
 export interface SeriesQuery {

@@ -160,3 +160,30 @@ export async function addRunEvent(
 ): Promise<void> {
   await db.prisma.runEvent.create({ data: { runId, type, data: data as Prisma.InputJsonValue } });
 }
+
+export interface RunEventRow {
+  id: bigint;
+  type: string;
+  data: Record<string, unknown>;
+  createdAt: Date;
+}
+
+/** A run's events after `after` (an event id), oldest first. */
+export async function runEventsAfter(
+  db: Db,
+  runId: string,
+  after: bigint,
+  limit: number,
+): Promise<RunEventRow[]> {
+  const rows = await db.prisma.runEvent.findMany({
+    where: { runId, id: { gt: after } },
+    orderBy: { id: 'asc' },
+    take: limit,
+  });
+  return rows.map((r) => ({
+    id: r.id,
+    type: r.type,
+    data: r.data as Record<string, unknown>,
+    createdAt: r.createdAt,
+  }));
+}
