@@ -261,7 +261,11 @@ function lossWithDefaults(l: LossInput): LossSpec {
       return r;
     }
     case 'jacobian':
-      return { type: 'jacobian', weight: l.weight ?? 1, temperature: l.temperature ?? 1 };
+      return {
+        type: 'jacobian',
+        weight: l.weight ?? 1,
+        temperature: l.temperature ?? DEFAULTS.kdTemperature,
+      };
     case 'pseudo-label':
       return {
         type: 'pseudo-label',

@@ -136,7 +136,9 @@ const JacobianLoss = Type.Object(
     type: Type.Literal('jacobian'),
     weight: Type.Optional(Weight),
     temperature: Type.Optional(
-      Temperature('Softening of the outputs whose input gradients are matched. Default 1.'),
+      Temperature(
+        'Softening of the outputs whose input gradients are matched. Default 4: at T = 1 the gradient of a confidently right example all but vanishes, and normalising it makes training unstable.',
+      ),
     ),
   },
   {
