@@ -354,9 +354,34 @@ describe('runs API', () => {
         '/v1/runs/{id}/artifacts',
         '/v1/artifacts/{id}/content',
         '/v1/runs/{id}/model/{file}',
+        '/v1/runs/{id}/events',
         '/v1/workers',
+        '/v1/webhooks',
+        '/v1/webhooks/{webhookId}',
+        '/v1/webhooks/{webhookId}/deliveries',
+        '/v1/admin/teams',
+        '/v1/admin/teams/{teamId}/keys',
+        '/v1/admin/keys/{keyId}',
+        '/v1/admin/audit',
       ]),
     );
+    // Every endpoint documents its errors: the ones it has, and the ones any endpoint can answer.
+    for (const [path, ops] of Object.entries(
+      doc.paths as Record<
+        string,
+        Record<string, { security?: unknown[]; requestBody?: unknown; responses: Record<string, unknown> }>
+      >,
+    )) {
+      for (const [method, op] of Object.entries(ops)) {
+        const codes = Object.keys(op.responses);
+        const where = `${method.toUpperCase()} ${path}`;
+        expect([where, codes]).toEqual([where, expect.arrayContaining(['500', '503'])]);
+        if (!(Array.isArray(op.security) && op.security.length === 0))
+          expect([where, codes]).toEqual([where, expect.arrayContaining(['401', '403', '429'])]);
+        if (op.requestBody)
+          expect([where, codes]).toEqual([where, expect.arrayContaining(['400', '413', '415'])]);
+      }
+    }
     expect(
       doc.paths['/v1/runs'].post.requestBody.content['application/json'].schema.properties.student,
     ).toBeDefined();
