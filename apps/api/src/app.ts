@@ -12,6 +12,7 @@ import { registerValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
 import { operationRoutes } from './routes/operations.js';
+import { prometheusRoutes } from './routes/prometheus.js';
 import { runDataRoutes } from './routes/run-data.js';
 import { runRoutes } from './routes/runs.js';
 import { webhookRoutes } from './routes/webhooks.js';
@@ -54,6 +55,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   adminRoutes(app, deps.db);
   webhookRoutes(app, deps.db, deps.config.policy);
   eventRoutes(app, deps.db, deps.config.eventsPollMs);
+  prometheusRoutes(app, deps.db, deps.config.workerStaleMs);
   // The outbox is sent from every API process while it serves.
   const dispatcher = new WebhookDispatcher(deps.db, deps.config.policy, deps.config.webhooks, app.log);
   app.addHook('onReady', async () => dispatcher.start());

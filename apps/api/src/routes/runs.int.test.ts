@@ -386,6 +386,17 @@ describe('runs API', () => {
       doc.paths['/v1/runs'].post.requestBody.content['application/json'].schema.properties.student,
     ).toBeDefined();
     expect((await t.app.inject({ method: 'GET', url: '/docs' })).statusCode).toBeLessThan(400);
+    // Prometheus: the cluster as Postgres sees it, and this process's traffic; for admin keys.
+    expect((await t.app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
+    const queued = await t.db.prisma.run.count({ where: { status: 'queued' } });
+    const metrics = await get('/metrics');
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toMatch(/^text\/plain/);
+    expect(metrics.body).toContain(`retort_runs{status="queued"} ${queued}`);
+    expect(metrics.body).toMatch(
+      /retort_http_requests_total\{method="GET",route="\/v1\/runs\/:id",status="404"\} \d+/,
+    );
+    expect(metrics.body).toContain('process_resident_memory_bytes');
     expect((await t.app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'ok' });
     expect((await t.app.inject({ method: 'GET', url: '/readyz' })).json()).toMatchObject({ status: 'ready' });
   });
