@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { realpath, stat } from 'node:fs/promises';
-import { isIP } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ipaddr from 'ipaddr.js';
@@ -117,6 +117,14 @@ export async function resolveFileUri(uri: string, policy: UriPolicy): Promise<st
   const s = await stat(real);
   if (!s.isFile()) throw new RetortError('RETORT_DATA_UNREADABLE', `${uri} is not a regular file`);
   return real;
+}
+
+/** A `lookup` for node:http(s) that answers with the address already checked, never asking DNS again. */
+export function pinnedLookup(pinned: { address: string; family: number }): LookupFunction {
+  return (_host, options, callback) => {
+    if ((options as { all?: boolean }).all) callback(null, [pinned]);
+    else callback(null, pinned.address, pinned.family);
+  };
 }
 
 /** Checks that an http(s) URI names an allowed host (its addresses are checked on connecting). */

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
 import {
   checkHttpUri,
+  pinnedLookup,
   RetortError,
   resolveFileUri,
   resolvePublicAddress,
@@ -61,10 +61,7 @@ async function get(
     throw redirected && isRetort(e) ? new RetortError(e.code, `${original} (redirected): ${e.message}`) : e;
   }
   const pinned = await resolvePublicAddress(url.hostname, policy, where);
-  const lookup: LookupFunction = (_host, options, callback) => {
-    if ((options as { all?: boolean }).all) callback(null, [pinned]);
-    else callback(null, pinned.address, pinned.family);
-  };
+  const lookup = pinnedLookup(pinned);
   const fail = (message: string) => new RetortError('RETORT_DATA_UNREADABLE', `${where}: ${message}`);
   return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? https : http).get(

@@ -16,9 +16,9 @@ import {
 import { ErrorBodySchema, RetortError } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { isUuid } from './ids.js';
 
 const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const TeamSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -63,7 +63,7 @@ const keyResource = (k: KeyRecord) => ({
 /** The team a request may manage: its own, or any for an operator; anything else does not exist. */
 async function manageableTeam(db: Db, identity: KeyIdentity, teamId: string) {
   const team =
-    UUID.test(teamId) && (identity.operator || identity.teamId === teamId) ? await getTeam(db, teamId) : null;
+    isUuid(teamId) && (identity.operator || identity.teamId === teamId) ? await getTeam(db, teamId) : null;
   if (!team) throw new RetortError('RETORT_NOT_FOUND', `No team ${teamId}.`);
   return team;
 }
@@ -198,7 +198,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
     },
     async (request) => {
       const { keyId } = request.params;
-      const owner = UUID.test(keyId) ? await keyTeam(db, keyId) : null;
+      const owner = isUuid(keyId) ? await keyTeam(db, keyId) : null;
       const k =
         owner && (request.identity.operator || owner === request.identity.teamId)
           ? await revokeKey(db, owner, keyId)

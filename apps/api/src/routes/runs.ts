@@ -21,6 +21,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { applyTransition, contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
+import { isUuid } from './ids.js';
 
 const IdParams = Type.Object({ id: Type.String() });
 
@@ -55,11 +56,10 @@ async function waitForEnd(db: Db, teamId: string, id: string, timeoutS: number, 
     raw.removeListener('close', onClose);
   }
 }
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A malformed id names no run: it answers 404 like any other unknown id. */
 export function checkRunId(id: string): string {
-  if (!UUID.test(id)) throw new RetortError('RETORT_RUN_NOT_FOUND', `run ${id} not found`);
+  if (!isUuid(id)) throw new RetortError('RETORT_RUN_NOT_FOUND', `run ${id} not found`);
   return id;
 }
 

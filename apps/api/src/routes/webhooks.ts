@@ -18,9 +18,9 @@ import {
 } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { isUuid } from './ids.js';
 
 const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const WebhookParams = Type.Object({ webhookId: Type.String() });
 
 const WebhookSchema = Type.Object({
@@ -132,7 +132,7 @@ export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): 
   );
 
   const own = async (teamId: string, id: string) => {
-    const w = UUID.test(id) ? await getWebhook(db, teamId, id) : null;
+    const w = isUuid(id) ? await getWebhook(db, teamId, id) : null;
     if (!w) throw new RetortError('RETORT_NOT_FOUND', `No webhook ${id}.`);
     return w;
   };

@@ -1,10 +1,10 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { LookupFunction } from 'node:net';
 import { claimDueDeliveries, type Db, type DueDelivery, recordDeliveryAttempt } from '@retort/db';
 import {
   type AcceptSpec,
+  pinnedLookup,
   type RunSummary,
   resolvePublicAddress,
   type UriPolicy,
@@ -56,10 +56,7 @@ async function post(
 ): Promise<number> {
   const u = new URL(url);
   const pinned = await resolvePublicAddress(u.hostname, policy, url);
-  const lookup: LookupFunction = (_host, options, callback) => {
-    if ((options as { all?: boolean }).all) callback(null, [pinned]);
-    else callback(null, pinned.address, pinned.family);
-  };
+  const lookup = pinnedLookup(pinned);
   return new Promise((resolve, reject) => {
     const req = (u.protocol === 'https:' ? https : http).request(
       u,

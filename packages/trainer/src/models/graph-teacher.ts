@@ -1,7 +1,13 @@
 import { RetortError } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { ModelArtifacts } from './saved-model.js';
-import { type FeatureBatch, logOfProbabilities, product, type Teacher } from './teacher.js';
+import {
+  type FeatureBatch,
+  labelLogProbGradients,
+  logOfProbabilities,
+  product,
+  type Teacher,
+} from './teacher.js';
 
 interface GraphNode {
   name: string;
@@ -116,16 +122,15 @@ function describe(
       for (const y of ys.slice(1)) feats.push({ shape: y.shape, data: await read(y) });
       return { logits, features: feats };
     },
-    async inputGradients(x, n, labels, temperature) {
-      const g = tf.tidy(() => {
-        const xb = tf.tensor(x, [n, ...modelInput]);
-        const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
-        return tf.grad((xi: tf.Tensor) =>
-          tf.sum(tf.mul(tf.logSoftmax(tf.div(logitsOf(run(xi, [outputName])[0]!), temperature)), onehot)),
-        )(xb);
-      });
-      return read(g);
-    },
+    inputGradients: (x, n, labels, temperature) =>
+      labelLogProbGradients(
+        (xi) => logitsOf(run(xi, [outputName])[0]!),
+        x,
+        [n, ...modelInput],
+        labels,
+        numClasses,
+        temperature,
+      ),
     dispose: () => model.dispose(),
   };
 }

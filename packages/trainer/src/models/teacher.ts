@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 /**
  * A trained model that answers, for a batch of examples: logits and, when a loss asks for them,
  * intermediate outputs by layer (TensorFlow.js) or node (ONNX) name. What runs it does not matter
@@ -20,6 +21,29 @@ export interface Teacher {
    */
   inputGradients?(x: Float32Array, n: number, labels: Int32Array, temperature: number): Promise<Float32Array>;
   dispose(): void;
+}
+
+/**
+ * ∂ log softmax(logits(x) / T)[label] / ∂x for a batch, for teachers TensorFlow.js runs: `logits`
+ * maps an input batch to its logits, differentiably.
+ */
+export async function labelLogProbGradients(
+  logits: (x: tf.Tensor) => tf.Tensor,
+  x: Float32Array,
+  shape: number[],
+  labels: Int32Array,
+  numClasses: number,
+  temperature: number,
+): Promise<Float32Array> {
+  const g = tf.tidy(() => {
+    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
+    return tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(tf.logSoftmax(tf.div(logits(xi), temperature)), onehot)))(
+      tf.tensor(x, shape),
+    );
+  });
+  const v = (await g.data()) as Float32Array;
+  g.dispose();
+  return v;
 }
 
 /** An intermediate output for a batch: values, and the shape with the batch first. */

@@ -1,6 +1,12 @@
 import { RetortError } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
-import { type FeatureBatch, logOfProbabilities, product, type Teacher } from './teacher.js';
+import {
+  type FeatureBatch,
+  labelLogProbGradients,
+  logOfProbabilities,
+  product,
+  type Teacher,
+} from './teacher.js';
 
 /** The outputs of the named layers of `model`, for losses that compare intermediate features. */
 export function layerOutputs(model: tf.LayersModel, names: string[], who: string): tf.SymbolicTensor[] {
@@ -66,18 +72,15 @@ export function tfjsTeacher(model: tf.LayersModel, inputShape: number[], feature
       for (const y of ys.slice(1)) feats.push({ shape: y.shape, data: await read(y) });
       return { logits, features: feats };
     },
-    async inputGradients(x, n, labels, temperature) {
-      const g = tf.tidy(() => {
-        const xb = tf.tensor(x, [n, ...modelInput]);
-        const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
-        return tf.grad((xi: tf.Tensor) =>
-          tf.sum(
-            tf.mul(tf.logSoftmax(tf.div(logitsOf(model.predict(xi) as tf.Tensor), temperature)), onehot),
-          ),
-        )(xb);
-      });
-      return read(g);
-    },
+    inputGradients: (x, n, labels, temperature) =>
+      labelLogProbGradients(
+        (xi) => logitsOf(model.predict(xi) as tf.Tensor),
+        x,
+        [n, ...modelInput],
+        labels,
+        numClasses,
+        temperature,
+      ),
     dispose: () => model.dispose(),
   };
 }
