@@ -54,11 +54,16 @@ describe('runs survive crashes, restarts and lost queues', { timeout: 180_000 },
   const loss = async (id: string) => (await client.metrics(id, { names: ['loss'] })).series[0]!.points;
   const row = (id: string) => db.prisma.run.findUniqueOrThrow({ where: { id } });
   const workerPid = async (id: string) => Number((await row(id)).workerId!.split('-').pop());
-  const childrenOf = (pid: number) =>
-    execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .map((s) => Number(s.trim()))
-      .filter((n) => n > 0);
+  const childrenOf = (pid: number): number[] => {
+    try {
+      return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+        .split('\n')
+        .map((s) => Number(s.trim()))
+        .filter((n) => n > 0);
+    } catch {
+      return []; // ps exits 1 when the process has no children
+    }
+  };
   const statuses = async (id: string) =>
     (await db.prisma.runEvent.findMany({ where: { runId: id, type: 'status' }, orderBy: { id: 'asc' } })).map(
       (e) => (e.data as { status: string }).status,
@@ -113,7 +118,14 @@ describe('runs survive crashes, restarts and lost queues', { timeout: 180_000 },
     for (const [i, target] of targets.entries()) {
       await until(`step ${target} of attempt ${i + 1}`, async () => {
         const r = await row(run.id);
-        return r.status === 'running' && r.attempt === i + 1 && r.step >= target;
+        // The training process must be up, so that it is killed too.
+        return (
+          r.status === 'running' &&
+          r.attempt === i + 1 &&
+          r.step >= target &&
+          r.workerId !== null &&
+          childrenOf(Number(r.workerId.split('-').pop())).length > 0
+        );
       });
       const pid = await workerPid(run.id);
       for (const p of [pid, ...childrenOf(pid)]) process.kill(p, 'SIGKILL');
