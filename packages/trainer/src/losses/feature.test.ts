@@ -69,10 +69,8 @@ describe('feature-based losses against direct computations', () => {
     );
   });
 
-  it('rkd: smooth-L1 of normalised distances and of triplet angles', () => {
-    const n = 4;
-    const es = numbers(n * 3, 5);
-    const et = numbers(n * 5, 6);
+  /** RKD by its definition, in double precision: every pair and triplet visited in loops. */
+  function referenceRkd(es: number[], ds: number, et: number[], dt: number, n: number): number {
     const rows = (e: number[], d: number) => Array.from({ length: n }, (_, i) => e.slice(i * d, (i + 1) * d));
     const dist = (a: number[], b: number[]) => Math.sqrt(a.reduce((acc, v, k) => acc + (v - b[k]!) ** 2, 0));
     const distances = (r: number[][]) => {
@@ -98,12 +96,45 @@ describe('feature-based losses against direct computations', () => {
         const d = Math.abs(v - b[i]!);
         return acc + (d <= 1 ? 0.5 * d * d : d - 0.5);
       }, 0) / a.length;
-    const rs = rows(es, 3);
-    const rt = rows(et, 5);
-    const expected =
-      1 * huber(distances(rs).flat(), distances(rt).flat()) + 2 * huber(angles(rs), angles(rt));
-    const got = rkdLoss(tf.tensor2d(es, [n, 3]), tf.tensor2d(et, [n, 5]), { distance: 1, angle: 2 });
-    expect(value(got)).toBeCloseTo(expected, 4);
+    const rs = rows(es, ds);
+    const rt = rows(et, dt);
+    return 1 * huber(distances(rs).flat(), distances(rt).flat()) + 2 * huber(angles(rs), angles(rt));
+  }
+  const rkd = (es: number[], ds: number, et: number[], dt: number, n: number) =>
+    rkdLoss(tf.tensor2d(es, [n, ds]), tf.tensor2d(et, [n, dt]), { distance: 1, angle: 2 });
+
+  it('rkd: smooth-L1 of normalised distances and of triplet angles', () => {
+    const es = numbers(4 * 3, 5);
+    const et = numbers(4 * 5, 6);
+    expect(value(rkd(es, 3, et, 5, 4))).toBeCloseTo(referenceRkd(es, 3, et, 5, 4), 4);
+  });
+
+  it('rkd: stays exact on a larger batch with an offset, far-from-zero embedding and two equal rows', () => {
+    const n = 24;
+    // Offset by 50 so that a Gram matrix of the raw rows would lose the differences to rounding.
+    const es = numbers(n * 8, 7).map((v) => v + 50);
+    const et = numbers(n * 16, 8).map((v) => 3 * v);
+    es.splice(8, 8, ...es.slice(0, 8)); // row 1 = row 0: their difference has no direction
+    et.splice(16, 16, ...et.slice(0, 16));
+    expect(value(rkd(es, 8, et, 16, n))).toBeCloseTo(referenceRkd(es, 8, et, 16, n), 4);
+  });
+
+  it('rkd: its gradient agrees with finite differences of the direct computation', () => {
+    const n = 6;
+    const es = numbers(n * 3, 9);
+    const et = numbers(n * 4, 10);
+    const grad = tf.grad((x: tf.Tensor) => rkdLoss(x, tf.tensor2d(et, [n, 4]), { distance: 1, angle: 2 }))(
+      tf.tensor2d(es, [n, 3]),
+    );
+    const got = Array.from(grad.dataSync());
+    grad.dispose();
+    const h = 1e-5;
+    const fd = es.map((_, q) => {
+      const up = es.map((v, r) => (r === q ? v + h : v));
+      const down = es.map((v, r) => (r === q ? v - h : v));
+      return (referenceRkd(up, 3, et, 4, n) - referenceRkd(down, 3, et, 4, n)) / (2 * h);
+    });
+    for (const [q, v] of fd.entries()) expect(got[q]).toBeCloseTo(v, 3);
   });
 
   it('jacobian: the input gradient agrees with finite differences of the model', () => {
