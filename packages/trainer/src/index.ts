@@ -7,6 +7,7 @@ export {
 } from './checkpoint.js';
 export { parseIdx } from './data/idx.js';
 export { type ByteSource, policyByteSource } from './io.js';
+export { rkdLoss } from './losses/feature.js';
 export { loadLayersModelFrom, type SavedModel, saveModel, WEIGHTS_FILE } from './models/saved-model.js';
 export {
   type MetricPoint,
