@@ -243,16 +243,51 @@ const pm = (xs: number[], d = 4) => `${mean(xs).toFixed(d)} ± ${std(xs).toFixed
 const t = teacher!.summary.student;
 const by = (f: string) => results.filter((r) => r.family === f);
 const aloneAcc = by('alone').map((r) => r.summary.student.accuracy);
-const rows = ['alone', ...[...order].reverse()]
-  .filter((f) => by(f).length)
-  .map((f) => {
-    const rs = by(f);
-    const acc = rs.map((r) => r.summary.student.accuracy);
-    const agree = rs.map((r) => r.summary.agreement).filter((x): x is number => x !== undefined);
-    const delta =
-      aloneAcc.length && f !== 'alone' ? `${((mean(acc) - mean(aloneAcc)) * 100).toFixed(2)} pp` : '';
-    return `| ${f} | ${pm(acc)} | ${delta} | ${agree.length ? pm(agree) : '—'} | ${(mean(acc) / t.accuracy).toFixed(4)} | ${mean(rs.map((r) => r.summary.trainSeconds)).toFixed(0)} | ${mean(rs.map((r) => r.wallSeconds)).toFixed(0)} |`;
-  });
+/** A Markdown table with its columns padded, as the repository's formatter (Biome) writes them. */
+function table(header: string[], body: string[][]): string {
+  const width = header.map((h, c) => Math.max(3, h.length, ...body.map((r) => r[c]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((x, c) => x.padEnd(width[c]!)).join(' | ')} |`;
+  return [line(header), line(width.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+const summaryTable = table(
+  ['family', 'accuracy', 'vs alone', 'agreement', 'retention', 'train s', 'wall s'],
+  ['alone', ...[...order].reverse()]
+    .filter((f) => by(f).length)
+    .map((f) => {
+      const rs = by(f);
+      const acc = rs.map((r) => r.summary.student.accuracy);
+      const agree = rs.map((r) => r.summary.agreement).filter((x): x is number => x !== undefined);
+      const delta =
+        aloneAcc.length && f !== 'alone' ? `${((mean(acc) - mean(aloneAcc)) * 100).toFixed(2)} pp` : '';
+      return [
+        f,
+        pm(acc),
+        delta,
+        agree.length ? pm(agree) : '—',
+        (mean(acc) / t.accuracy).toFixed(4),
+        mean(rs.map((r) => r.summary.trainSeconds)).toFixed(0),
+        mean(rs.map((r) => r.wallSeconds)).toFixed(0),
+      ];
+    }),
+);
+const runsTable = table(
+  ['family', 'seed', 'accuracy', 'agreement', 'train s', 'wall s', 'teacher cache'],
+  results.map((r) => [
+    r.family,
+    String(r.seed),
+    r.summary.student.accuracy.toFixed(4),
+    r.summary.agreement?.toFixed(4) ?? '—',
+    r.summary.trainSeconds.toFixed(0),
+    r.wallSeconds.toFixed(0),
+    r.summary.teacherCache ?? '—',
+  ]),
+);
+const versus = (above: boolean) =>
+  order
+    .filter((f) => by(f).length && aloneAcc.length)
+    .filter((f) => mean(by(f).map((r) => r.summary.student.accuracy)) > mean(aloneAcc) === above)
+    .map((f) => `\`${f}\``)
+    .join(', ') || 'none';
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const command =
   process.argv.length > 2
@@ -285,20 +320,14 @@ Agreement: the share of test images where the student's top class is the teacher
 mean student accuracy / teacher accuracy. Train s: the training loop; wall s: the whole process
 (start-up, data, teacher outputs, evaluation).
 
-| family | accuracy | vs alone | agreement | retention | train s | wall s |
-| --- | --- | --- | --- | --- | --- | --- |
-${rows.join('\n')}
+${summaryTable}
+
+Above the student trained alone, on mean accuracy: ${versus(true)}. Not above it: ${versus(false)}.
+With ${SEEDS} seed${SEEDS > 1 ? 's' : ''}, a difference smaller than the standard deviations beside it is not resolved.
 
 ## Every run
 
-| family | seed | accuracy | agreement | train s | wall s | teacher cache |
-| --- | --- | --- | --- | --- | --- | --- |
-${results
-  .map(
-    (r) =>
-      `| ${r.family} | ${r.seed} | ${r.summary.student.accuracy.toFixed(4)} | ${r.summary.agreement?.toFixed(4) ?? '—'} | ${r.summary.trainSeconds.toFixed(0)} | ${r.wallSeconds.toFixed(0)} | ${r.summary.teacherCache ?? '—'} |`,
-  )
-  .join('\n')}
+${runsTable}
 
 The teacher cache column: \`stored\` (this run computed the teacher's outputs and kept them),
 \`hit\` (it read those a run before it stored), \`computed\` (not kept). Runs that hit skip the
