@@ -23,7 +23,7 @@ const oldAngleLoss = (s: tf.Tensor2D, t: tf.Tensor2D) =>
 const newAngleLoss = (s: tf.Tensor2D, t: tf.Tensor2D) => rkdLoss(s, t, { distance: 0, angle: 1 });
 
 const B = 128;
-const student = tf.variable(tf.randomNormal([B, 16], 0, 1, 'float32', 1));
+const student = tf.variable(tf.randomNormal([B, 16], 0, 1, 'float32', 1) as tf.Tensor2D);
 const teacher = tf.randomNormal([B, 64], 0, 1, 'float32', 2) as tf.Tensor2D;
 
 function msPerStep(loss: (s: tf.Tensor2D, t: tf.Tensor2D) => tf.Scalar, reps: number): number {
