@@ -1,13 +1,7 @@
 import { RetortError } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { ModelArtifacts } from './saved-model.js';
-import {
-  type FeatureBatch,
-  labelLogProbGradients,
-  logOfProbabilities,
-  product,
-  type Teacher,
-} from './teacher.js';
+import { product, type Teacher, tfjsRunTeacher } from './teacher.js';
 
 interface GraphNode {
   name: string;
@@ -100,37 +94,12 @@ function describe(
   const params = nodes
     .filter((n) => n.op === 'Const')
     .reduce((a, n) => a + (model.weights[n.name]?.[0]?.size ?? 0), 0);
-  const read = async (t: tf.Tensor) => {
-    const v = (await t.data()) as Float32Array;
-    t.dispose();
-    return v;
-  };
-  const asLogits = (v: Float32Array) => (endsInSoftmax ? logOfProbabilities(v) : v);
-  const logitsOf = (y: tf.Tensor) => (endsInSoftmax ? tf.log(tf.maximum(y, 1e-12)) : y);
-  return {
-    runtime: `tfjs-${tf.getBackend()}`,
+  return tfjsRunTeacher({
     params,
     numClasses,
-    fingerprint: '',
-    async logits(x, n) {
-      return asLogits(await read(tf.tidy(() => run(tf.tensor(x, [n, ...modelInput]), [outputName])[0]!)));
-    },
-    async forward(x, n) {
-      const ys = tf.tidy(() => run(tf.tensor(x, [n, ...modelInput]), [outputName, ...features]));
-      const logits = asLogits(await read(ys[0]!));
-      const feats: FeatureBatch[] = [];
-      for (const y of ys.slice(1)) feats.push({ shape: y.shape, data: await read(y) });
-      return { logits, features: feats };
-    },
-    inputGradients: (x, n, labels, temperature) =>
-      labelLogProbGradients(
-        (xi) => logitsOf(run(xi, [outputName])[0]!),
-        x,
-        [n, ...modelInput],
-        labels,
-        numClasses,
-        temperature,
-      ),
+    inputShape: modelInput,
+    endsInSoftmax,
+    outputs: (x, withFeatures) => run(x, withFeatures ? [outputName, ...features] : [outputName]),
     dispose: () => model.dispose(),
-  };
+  });
 }

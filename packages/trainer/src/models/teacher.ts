@@ -23,27 +23,60 @@ export interface Teacher {
   dispose(): void;
 }
 
+/** How a model that TensorFlow.js runs is asked for its outputs; see `tfjsRunTeacher`. */
+export interface TfjsRun {
+  params: number;
+  numClasses: number;
+  /** One example's shape as the model takes it. */
+  inputShape: number[];
+  /** The model's output is softmax probabilities, not logits. */
+  endsInSoftmax: boolean;
+  /** The model's output for a batch, then (when `withFeatures`) the intermediate outputs named at load. */
+  outputs(x: tf.Tensor, withFeatures: boolean): tf.Tensor[];
+  dispose(): void;
+}
+
 /**
- * ∂ log softmax(logits(x) / T)[label] / ∂x for a batch, for teachers TensorFlow.js runs: `logits`
- * maps an input batch to its logits, differentiably.
+ * A teacher over a model TensorFlow.js runs (layers or graph): batches in, logits and features
+ * out, and input gradients by differentiating the model. A softmax output is turned back into
+ * logits (log-probabilities) before the temperature applies.
  */
-export async function labelLogProbGradients(
-  logits: (x: tf.Tensor) => tf.Tensor,
-  x: Float32Array,
-  shape: number[],
-  labels: Int32Array,
-  numClasses: number,
-  temperature: number,
-): Promise<Float32Array> {
-  const g = tf.tidy(() => {
-    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
-    return tf.grad((xi: tf.Tensor) => tf.sum(tf.mul(tf.logSoftmax(tf.div(logits(xi), temperature)), onehot)))(
-      tf.tensor(x, shape),
-    );
-  });
-  const v = (await g.data()) as Float32Array;
-  g.dispose();
-  return v;
+export function tfjsRunTeacher(m: TfjsRun): Teacher {
+  const batch = (x: Float32Array, n: number) => tf.tensor(x, [n, ...m.inputShape]);
+  const read = async (t: tf.Tensor) => {
+    const v = (await t.data()) as Float32Array;
+    t.dispose();
+    return v;
+  };
+  const asLogits = (v: Float32Array) => (m.endsInSoftmax ? logOfProbabilities(v) : v);
+  const logitsOf = (y: tf.Tensor) => (m.endsInSoftmax ? tf.log(tf.maximum(y, 1e-12)) : y);
+  return {
+    runtime: `tfjs-${tf.getBackend()}`,
+    params: m.params,
+    numClasses: m.numClasses,
+    fingerprint: '',
+    async logits(x, n) {
+      return asLogits(await read(tf.tidy(() => m.outputs(batch(x, n), false)[0]!)));
+    },
+    async forward(x, n) {
+      const ys = tf.tidy(() => m.outputs(batch(x, n), true));
+      const logits = asLogits(await read(ys[0]!));
+      const features: FeatureBatch[] = [];
+      for (const y of ys.slice(1)) features.push({ shape: y.shape, data: await read(y) });
+      return { logits, features };
+    },
+    // ∂ log softmax(z(x) / T)[label] / ∂x for each example.
+    async inputGradients(x, n, labels, temperature) {
+      const g = tf.tidy(() => {
+        const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), m.numClasses);
+        return tf.grad((xi: tf.Tensor) =>
+          tf.sum(tf.mul(tf.logSoftmax(tf.div(logitsOf(m.outputs(xi, false)[0]!), temperature)), onehot)),
+        )(batch(x, n));
+      });
+      return read(g);
+    },
+    dispose: () => m.dispose(),
+  };
 }
 
 /** An intermediate output for a batch: values, and the shape with the batch first. */

@@ -1,12 +1,6 @@
 import { RetortError } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
-import {
-  type FeatureBatch,
-  labelLogProbGradients,
-  logOfProbabilities,
-  product,
-  type Teacher,
-} from './teacher.js';
+import { product, type Teacher, tfjsRunTeacher } from './teacher.js';
 
 /** The outputs of the named layers of `model`, for losses that compare intermediate features. */
 export function layerOutputs(model: tf.LayersModel, names: string[], who: string): tf.SymbolicTensor[] {
@@ -44,43 +38,15 @@ export function tfjsTeacher(model: tf.LayersModel, inputShape: number[], feature
         outputs: [model.outputs[0]!, ...layerOutputs(model, features, 'teacher')],
       })
     : model;
-  const read = async (t: tf.Tensor) => {
-    const v = (await t.data()) as Float32Array;
-    t.dispose();
-    return v;
-  };
-  const asLogits = (v: Float32Array) => (endsInSoftmax ? logOfProbabilities(v) : v);
-  // A softmax output is turned back into logits before the temperature applies.
-  const logitsOf = (y: tf.Tensor) => (endsInSoftmax ? tf.log(tf.maximum(y, 1e-12)) : y);
-  return {
-    runtime: `tfjs-${tf.getBackend()}`,
+  return tfjsRunTeacher({
     params: model.countParams(),
     numClasses,
-    fingerprint: '',
-    async logits(x, n) {
-      return asLogits(
-        await read(tf.tidy(() => model.predict(tf.tensor(x, [n, ...modelInput])) as tf.Tensor)),
-      );
+    inputShape: modelInput,
+    endsInSoftmax,
+    outputs: (x, withFeatures) => {
+      const r = (withFeatures ? tapped : model).predict(x);
+      return Array.isArray(r) ? r : [r];
     },
-    async forward(x, n) {
-      const ys = tf.tidy(() => {
-        const r = tapped.predict(tf.tensor(x, [n, ...modelInput]));
-        return Array.isArray(r) ? r : [r];
-      });
-      const logits = asLogits(await read(ys[0]!));
-      const feats: FeatureBatch[] = [];
-      for (const y of ys.slice(1)) feats.push({ shape: y.shape, data: await read(y) });
-      return { logits, features: feats };
-    },
-    inputGradients: (x, n, labels, temperature) =>
-      labelLogProbGradients(
-        (xi) => logitsOf(model.predict(xi) as tf.Tensor),
-        x,
-        [n, ...modelInput],
-        labels,
-        numClasses,
-        temperature,
-      ),
     dispose: () => model.dispose(),
-  };
+  });
 }
