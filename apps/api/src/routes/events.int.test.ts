@@ -14,8 +14,9 @@ describe('run events (Server-Sent Events)', () => {
   const stream = (id: string, headers: Record<string, string> = {}, query = '') =>
     t.app.inject({ method: 'GET', url: `/v1/runs/${id}/events${query}`, headers: { ...t.auth, ...headers } });
 
-  it('replays an ended run’s status changes in order with ids, then ends; resumes after Last-Event-ID', async () => {
-    const run = (
+  /** A small training run, submitted as the admin team. */
+  const submitRun = async () =>
+    (
       await t.app.inject({
         method: 'POST',
         url: '/v1/runs',
@@ -23,6 +24,9 @@ describe('run events (Server-Sent Events)', () => {
         payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
       })
     ).json();
+
+  it('replays an ended run’s status changes in order with ids, then ends; resumes after Last-Event-ID', async () => {
+    const run = await submitRun();
     await t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/pause`, headers: t.auth });
     await t.app.inject({ method: 'POST', url: `/v1/runs/${run.id}/cancel`, headers: t.auth });
     const res = await stream(run.id);
@@ -61,14 +65,7 @@ describe('run events (Server-Sent Events)', () => {
         payload: { name: 'k', scopes: ['runs:read'] },
       })
     ).json().key;
-    const run = (
-      await t.app.inject({
-        method: 'POST',
-        url: '/v1/runs',
-        headers: t.auth,
-        payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
-      })
-    ).json();
+    const run = await submitRun();
     const foreign = await t.app.inject({
       method: 'GET',
       url: `/v1/runs/${run.id}/events`,
