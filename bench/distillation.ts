@@ -10,12 +10,25 @@
  * Data: the first 50 000 training images are the labelled set, the last 10 000 the unlabeled set
  * (pseudo-labels; their labels are never read), the 10 000 test images the validation set.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '@retort/devstack';
+import {
+  localRunner,
+  mean,
+  STUDENT,
+  type Summary,
+  std,
+  TEACHER,
+  TEST_IMAGES,
+  TEST_LABELS,
+  TRAIN_IMAGES,
+  TRAIN_LABELS,
+  table,
+  training,
+} from './distill-runs.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -34,26 +47,12 @@ const TEACHER_EPOCHS = Number(opt['teacher-epochs']);
 const SEEDS = Number(opt.seeds);
 const PARALLEL = Number(opt.parallel);
 const LIMIT = Number(opt.limit);
-const CLI = path.join(REPO_ROOT, 'apps/cli/dist/main.js');
-const F = 'file:///usr/share/datasets/fashion-mnist';
 
 const data = {
-  train: {
-    format: 'idx',
-    images: `${F}/train-images-idx3-ubyte.gz`,
-    labels: `${F}/train-labels-idx1-ubyte.gz`,
-    limit: LIMIT,
-  },
-  validation: {
-    format: 'idx',
-    images: `${F}/t10k-images-idx3-ubyte.gz`,
-    labels: `${F}/t10k-labels-idx1-ubyte.gz`,
-  },
+  train: { format: 'idx', images: TRAIN_IMAGES, labels: TRAIN_LABELS, limit: LIMIT },
+  validation: { format: 'idx', images: TEST_IMAGES, labels: TEST_LABELS },
 };
-const unlabeled = { format: 'idx', images: `${F}/train-images-idx3-ubyte.gz`, offset: 50_000, limit: 10_000 };
-const TEACHER = { preset: 'cnn', filters: [16, 32], dense: [64] };
-const STUDENT = { preset: 'cnn', filters: [4, 8], dense: [16] };
-const optimizer = { type: 'adam', learningRate: 0.002 };
+const unlabeled = { format: 'idx', images: TRAIN_IMAGES, offset: 50_000, limit: 10_000 };
 
 /**
  * Each family with hard labels (ce), at the settings its paper or reference code uses, except kd's
@@ -127,14 +126,6 @@ const families = opt.families ? opt.families.split(',') : Object.keys(FAMILIES);
 for (const f of families)
   if (!FAMILIES[f]) throw new Error(`unknown family ${f}; known: ${Object.keys(FAMILIES).join(', ')}`);
 
-interface Summary {
-  student: { accuracy: number; params: number; ece?: number };
-  teacher?: { accuracy: number; params: number };
-  agreement?: number;
-  accuracyRetention?: number;
-  trainSeconds: number;
-  teacherCache?: string;
-}
 interface Result {
   family: string;
   seed: number;
@@ -143,63 +134,10 @@ interface Result {
   id: string;
 }
 
-const RUNS = path.join(opt.work, 'runs');
-rmSync(opt.work, { recursive: true, force: true });
-mkdirSync(RUNS, { recursive: true });
-
-/** One `retort local` run; resolves with its id and summary. */
-function runLocal(
-  name: string,
-  spec: object,
-): Promise<{ id: string; summary: Summary; wallSeconds: number }> {
-  const file = path.join(opt.work, `${name}.json`);
-  writeFileSync(file, JSON.stringify({ name, ...spec }, null, 2));
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--json', 'local', file, '--out', RUNS], {
-      env: { ...process.env, RETORT_DATA_ROOTS: `/usr/share/datasets:${opt.work}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d;
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d;
-    });
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`${name} failed (exit ${code}):\n${err.slice(-2000)}`));
-      const r = JSON.parse(out) as { id: string; summary: Summary };
-      resolve({ ...r, wallSeconds: (performance.now() - t0) / 1000 });
-    });
-  });
-}
-
-/** Runs the tasks, `PARALLEL` at a time, in order of the list. */
-async function pool<T>(tasks: (() => Promise<T>)[]): Promise<T[]> {
-  const results: T[] = new Array(tasks.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(PARALLEL, tasks.length) }, async () => {
-      while (next < tasks.length) {
-        const i = next++;
-        results[i] = await tasks[i]!();
-      }
-    }),
-  );
-  return results;
-}
+const { runLocal, pool } = localRunner(opt.work, PARALLEL);
 
 const started = performance.now();
 const elapsed = () => `${((performance.now() - started) / 60_000).toFixed(1)} min`;
-const training = (seed: number, epochs: number) => ({
-  epochs,
-  batchSize: 128,
-  optimizer,
-  schedule: { type: 'cosine' },
-  seed,
-});
 
 function studentRun(family: string, seed: number, teacherId: string | undefined) {
   return async (): Promise<Result> => {
@@ -259,19 +197,10 @@ const results = [...aloneResults, ...distilled];
 const totalMinutes = (performance.now() - started) / 60_000;
 
 // ---- the page ----
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) =>
-  xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
 const pm = (xs: number[], d = 4) => `${mean(xs).toFixed(d)} ± ${std(xs).toFixed(d)}`;
 const t = teacher!.summary.student;
 const by = (f: string) => results.filter((r) => r.family === f);
 const aloneAcc = by('alone').map((r) => r.summary.student.accuracy);
-/** A Markdown table with its columns padded, as the repository's formatter (Biome) writes them. */
-function table(header: string[], body: string[][]): string {
-  const width = header.map((h, c) => Math.max(3, h.length, ...body.map((r) => r[c]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((x, c) => x.padEnd(width[c]!)).join(' | ')} |`;
-  return [line(header), line(width.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
-}
 /** On how many seeds the family beat the student trained alone from the same seed (same initialisation and data order). */
 const seedsAbove = (rs: Result[]) => {
   const paired = rs.flatMap((r) => {
