@@ -98,30 +98,18 @@ const FAMILIES: Record<string, { about: string; losses?: unknown[]; unlabeled?: 
   },
 };
 /**
- * How kd's settings were chosen, for the page: every trial, on held-out training images. Written
- * by hand from those runs (the specs are the bench's, with the data below); not re-run here.
+ * How kd's settings were chosen, for the page: from bench/distillation-trials.ts's page (held-out
+ * training images; run separately, `npm run bench:distill:trials`).
  */
-const SELECTION = `kd's temperature and weights were chosen on held-out training images, never on the test set:
-each trial trained the student on training images 0–39 999 and measured it on images 40 000–49 999,
-with the teacher above (the same bytes: it retrains identically; it had trained on all 50 000 images,
-the held-out ones among them), at the student settings above, for seeds 1–4 (seeds 1–2 only in the first round).
-
-| trial                        | seed 1 | seed 2 | seed 3 | seed 4 | mean − alone |
-| ---------------------------- | ------ | ------ | ------ | ------ | ------------ |
-| alone                        | 0.8626 | 0.8320 | 0.8599 | 0.8520 |              |
-| T 4, 0.9 soft + 0.1 hard     | 0.8582 | 0.8301 |        |        | −0.32 pp     |
-| T 4, 0.5 soft + 0.5 hard     | 0.8605 | 0.8381 |        |        | +0.20 pp     |
-| T 2, 0.9 soft + 0.1 hard     | 0.8634 | 0.8350 |        |        | +0.19 pp     |
-| T 2, 0.5 soft + 0.5 hard     | 0.8638 | 0.8436 | 0.8638 | 0.8510 | +0.39 pp     |
-| T 2, 0.5 soft + 1.0 hard     | 0.8629 | 0.8455 | 0.8612 | 0.8521 | +0.38 pp     |
-| T 4 → 1 (cosine), 0.5 + 0.5  | 0.8614 | 0.8410 | 0.8550 | 0.8503 | +0.03 pp     |
-| **T 1, 0.5 soft + 0.5 hard** | 0.8668 | 0.8435 | 0.8664 | 0.8556 | **+0.65 pp** |
-
-Mean − alone: the trial's mean accuracy minus alone's over the same seeds. T = 1 beat the student
-trained alone on all four seeds, by 0.36 to 1.15 points. The two earlier full runs of this page used
-T 2 × 0.9 soft (test accuracy 0.8518 ± 0.0077, −0.31 pp against alone), then T 2 × 0.5 soft, the
-first round's choice (0.8524 ± 0.0060, −0.25 pp); the second round chose T = 1. The other
-soft-target families keep T = 2 (not tuned).`;
+const SELECTION = `kd's temperature and weights were chosen on held-out training images, never on the test set.
+[\`distillation-kd-trials.md\`](distillation-kd-trials.md), written by \`npm run bench:distill:trials\`,
+trains this student with this teacher on training images 0–39,999 and measures it on images
+40,000–49,999, for seven kd settings over seeds 1–4. T = 1 with 0.5 soft + 0.5 hard had the highest
+mean there, +0.65 pp over the student trained alone, above it on 4 of 4 seeds; T 2 × 0.5 soft gave
++0.39 pp, T 4 × 0.9 soft −0.65 pp. The two earlier full runs of this page used T 2 × 0.9 soft (test
+accuracy 0.8518 ± 0.0077, −0.31 pp against alone), then T 2 × 0.5 soft (0.8524 ± 0.0060, −0.25 pp),
+the choice of a first round of these trials that tried T ∈ {2, 4} × soft ∈ {0.5, 0.9} on seeds 1–2
+only. The other soft-target families keep T = 2 (not tuned).`;
 const families = opt.families ? opt.families.split(',') : Object.keys(FAMILIES);
 for (const f of families)
   if (!FAMILIES[f]) throw new Error(`unknown family ${f}; known: ${Object.keys(FAMILIES).join(', ')}`);
