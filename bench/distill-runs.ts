@@ -14,6 +14,12 @@ export const TRAIN_LABELS = `${F}/train-labels-idx1-ubyte.gz`;
 export const TEST_IMAGES = `${F}/t10k-images-idx3-ubyte.gz`;
 export const TEST_LABELS = `${F}/t10k-labels-idx1-ubyte.gz`;
 
+/** The first `limit` training images, labelled, and the test set to measure on. */
+export const labelledData = (limit: number) => ({
+  train: { format: 'idx', images: TRAIN_IMAGES, labels: TRAIN_LABELS, limit },
+  validation: { format: 'idx', images: TEST_IMAGES, labels: TEST_LABELS },
+});
+
 export const TEACHER = { preset: 'cnn', filters: [16, 32], dense: [64] };
 export const STUDENT = { preset: 'cnn', filters: [4, 8], dense: [16] };
 export const training = (seed: number, epochs: number) => ({

@@ -14,12 +14,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '@retort/devstack';
 import {
+  labelledData,
   localRunner,
   mean,
   STUDENT,
   TEACHER,
-  TEST_IMAGES,
-  TEST_LABELS,
   TRAIN_IMAGES,
   TRAIN_LABELS,
   table,
@@ -43,11 +42,6 @@ const SEEDS = Number(opt.seeds);
 const PARALLEL = Number(opt.parallel);
 const TRAIN = Number(opt.train);
 
-/** The teacher exactly as bench/distillation.ts trains it (training images 0–49 999). */
-const teacherData = {
-  train: { format: 'idx', images: TRAIN_IMAGES, labels: TRAIN_LABELS, limit: 50_000 },
-  validation: { format: 'idx', images: TEST_IMAGES, labels: TEST_LABELS },
-};
 /** The students' held-out split: the test set is not read. */
 const heldOut = {
   train: { format: 'idx', images: TRAIN_IMAGES, labels: TRAIN_LABELS, limit: TRAIN },
@@ -88,10 +82,11 @@ const accuracy = async (name: string, spec: object) => {
 let teacherId = '';
 const first = await pool<number>([
   async () => {
+    // bench:distill's teacher, spec for spec (at its default --limit), so the same bytes.
     const r = await accuracy('teacher', {
       kind: 'train',
       student: TEACHER,
-      data: teacherData,
+      data: labelledData(50_000),
       training: training(1, TEACHER_EPOCHS),
     });
     teacherId = r.id;

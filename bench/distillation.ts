@@ -16,16 +16,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '@retort/devstack';
 import {
+  labelledData,
   localRunner,
   mean,
   STUDENT,
   type Summary,
   std,
   TEACHER,
-  TEST_IMAGES,
-  TEST_LABELS,
   TRAIN_IMAGES,
-  TRAIN_LABELS,
   table,
   training,
 } from './distill-runs.js';
@@ -48,10 +46,7 @@ const SEEDS = Number(opt.seeds);
 const PARALLEL = Number(opt.parallel);
 const LIMIT = Number(opt.limit);
 
-const data = {
-  train: { format: 'idx', images: TRAIN_IMAGES, labels: TRAIN_LABELS, limit: LIMIT },
-  validation: { format: 'idx', images: TEST_IMAGES, labels: TEST_LABELS },
-};
+const data = labelledData(LIMIT);
 const unlabeled = { format: 'idx', images: TRAIN_IMAGES, offset: 50_000, limit: 10_000 };
 
 /**
