@@ -20,6 +20,16 @@ export const labelledData = (limit: number) => ({
   validation: { format: 'idx', images: TEST_IMAGES, labels: TEST_LABELS },
 });
 
+/**
+ * The options both benches take. Their defaults are part of what makes the trials' teacher and
+ * student bench:distill's own, so they are written once.
+ */
+export const sharedOptions = {
+  epochs: { type: 'string', default: '4' },
+  'teacher-epochs': { type: 'string', default: '5' },
+  parallel: { type: 'string', default: '2' },
+} as const;
+
 export const TEACHER = { preset: 'cnn', filters: [16, 32], dense: [64] };
 export const STUDENT = { preset: 'cnn', filters: [4, 8], dense: [16] };
 export const training = (seed: number, epochs: number) => ({

@@ -18,6 +18,7 @@ import {
   localRunner,
   mean,
   STUDENT,
+  sharedOptions,
   TEACHER,
   TRAIN_IMAGES,
   TRAIN_LABELS,
@@ -27,11 +28,9 @@ import {
 
 const { values: opt } = parseArgs({
   options: {
-    epochs: { type: 'string', default: '4' },
-    'teacher-epochs': { type: 'string', default: '5' },
+    ...sharedOptions,
     seeds: { type: 'string', default: '4' },
     train: { type: 'string', default: '40000' },
-    parallel: { type: 'string', default: '2' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'docs/benchmarks/distillation-kd-trials.md') },
     work: { type: 'string', default: path.join(REPO_ROOT, '.bench/distillation-trials') },
   },
@@ -71,7 +70,9 @@ const TRIALS: { name: string; losses: unknown[] }[] = [
 const { runLocal, pool } = localRunner(opt.work, PARALLEL);
 const started = performance.now();
 const seeds = Array.from({ length: SEEDS }, (_, i) => i + 1);
-console.error(`bench:distill:trials: ${TRIALS.length} kd settings × ${SEEDS} seeds; work in ${opt.work}`);
+console.error(
+  `bench:distill:trials: ${TRIALS.length} kd settings × ${SEEDS} seed${SEEDS === 1 ? '' : 's'}; work in ${opt.work}`,
+);
 
 const accuracy = async (name: string, spec: object) => {
   const r = await runLocal(name, spec);

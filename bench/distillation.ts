@@ -21,6 +21,7 @@ import {
   mean,
   STUDENT,
   type Summary,
+  sharedOptions,
   std,
   TEACHER,
   TRAIN_IMAGES,
@@ -30,10 +31,8 @@ import {
 
 const { values: opt } = parseArgs({
   options: {
-    epochs: { type: 'string', default: '4' },
-    'teacher-epochs': { type: 'string', default: '5' },
+    ...sharedOptions,
     seeds: { type: 'string', default: '3' },
-    parallel: { type: 'string', default: '2' },
     limit: { type: 'string', default: '50000' },
     families: { type: 'string' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'docs/benchmarks/distillation.md') },
