@@ -11,7 +11,8 @@ import { RetortClient } from '@retort/client';
 import { migrate } from '@retort/db';
 import { provideServices, REPO_ROOT, startRetort } from '@retort/devstack';
 import { parseSpec, type RunSpec } from '@retort/spec';
-import { initBackend, policyByteSource, train } from '@retort/trainer';
+import { initBackend, train } from '@retort/trainer';
+import { policyByteSource } from '@retort/uri-policy';
 
 const F = 'file:///usr/share/datasets/fashion-mnist';
 const FIXTURES = path.join(REPO_ROOT, 'packages/trainer/fixtures');

@@ -6,6 +6,7 @@ import type { ApiConfig } from './env.js';
 import { registerAudit } from './plugins/audit.js';
 import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
+import { registerLongRequests } from './plugins/long-requests.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { registerRateLimit } from './plugins/rate-limit.js';
 import { registerValidation } from './plugins/validation.js';
@@ -34,26 +35,34 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: deps.config.bodyLimit,
-    trustProxy: true,
+    // Per-address limits count the address a trusted proxy reports, or the peer's own.
+    trustProxy: deps.config.trustProxy,
   });
   // Bodies are JSON only; anything else answers 415.
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerErrorHandling(app);
+  registerRateLimit(app, deps.redis, {
+    perMinute: deps.config.rateLimitPerMin,
+    authFailuresPerMinute: deps.config.limits.authFailuresPerMin,
+    prefix: deps.config.queuePrefix,
+  });
   registerAuth(app, deps.db);
   registerAudit(app, deps.db);
-  await registerRateLimit(app, deps.redis, deps.config.rateLimitPerMin, deps.config.queuePrefix);
+  registerLongRequests(app, deps.db, deps.config.limits.streamsPerKey);
   await registerOpenApi(app);
   const submit = {
     db: deps.db,
     producer: deps.producer,
     policy: deps.config.policy,
     checkUris: deps.config.submitChecksUris,
+    redisTimeoutMs: deps.config.redisTimeoutMs,
+    log: app.log,
   };
   runRoutes(app, submit);
   runDataRoutes(app, deps.db);
-  adminRoutes(app, deps.db);
-  webhookRoutes(app, deps.db, deps.config.policy);
+  adminRoutes(app, deps.db, deps.config.policy.dataRoots);
+  webhookRoutes(app, deps.db, deps.config.policy, deps.config.limits.webhooksPerTeam);
   eventRoutes(app, deps.db, deps.config.eventsPollMs);
   prometheusRoutes(app, deps.db, deps.config.workerStaleMs);
   // The outbox is sent from every API process while it serves.

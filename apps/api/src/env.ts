@@ -1,3 +1,4 @@
+import type { UriPolicy } from '@retort/uri-policy';
 import envSchema from 'env-schema';
 import Type, { type Static } from 'typebox';
 import type { WebhookSettings } from './services/webhooks.js';
@@ -38,8 +39,32 @@ const Schema = Type.Object({
   RETORT_WEBHOOK_RETRY_BASE_MS: Type.Integer({ default: 30_000, minimum: 10 }),
   /** Attempts before a delivery is given up. */
   RETORT_WEBHOOK_MAX_ATTEMPTS: Type.Integer({ default: 8, minimum: 1, maximum: 50 }),
-  /** How long (ms) a webhook endpoint has to answer. */
+  /** How long (ms) a webhook endpoint has to answer, all told: connection, TLS, status and headers. */
   RETORT_WEBHOOK_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100 }),
+  /** Webhook deliveries in flight at once from one API process. */
+  RETORT_WEBHOOK_CONCURRENCY: Type.Integer({ default: 16, minimum: 1, maximum: 1000 }),
+  /** Of those, the most for one team: a slow endpoint holds up only its own team's deliveries. */
+  RETORT_WEBHOOK_CONCURRENCY_PER_TEAM: Type.Integer({ default: 4, minimum: 1, maximum: 1000 }),
+  /** The most webhook endpoints one team may register. */
+  RETORT_WEBHOOKS_PER_TEAM: Type.Integer({ default: 20, minimum: 1, maximum: 10_000 }),
+  /** Event streams and `?wait=true` requests one API key may hold open at once, per API process. */
+  RETORT_STREAMS_PER_KEY: Type.Integer({ default: 8, minimum: 1, maximum: 10_000 }),
+  /** Failed authentications a minute from one client address before it gets 429. */
+  RETORT_AUTH_FAILURES_PER_MIN: Type.Integer({ default: 30, minimum: 1 }),
+  /** Postgres cancels an API statement that runs longer than this (ms). */
+  RETORT_PG_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
+  /** A statement waits at most this long (ms) for a row lock, then the request answers 503. */
+  RETORT_PG_LOCK_TIMEOUT_MS: Type.Integer({ default: 5000, minimum: 10 }),
+  /** A Redis command (rate limits, queueing) that has no answer within this many ms fails. */
+  RETORT_REDIS_TIMEOUT_MS: Type.Integer({ default: 1000, minimum: 10 }),
+  /** On SIGTERM, how long (ms) requests in flight have to finish; streams and waits end at once. */
+  RETORT_SHUTDOWN_GRACE_MS: Type.Integer({ default: 10_000, minimum: 0 }),
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client's address (per-address limits, audit):
+   * `true` (any), or comma-separated addresses, CIDRs or `loopback`/`linklocal`/`uniquelocal`.
+   * Empty: none, the peer's own address counts.
+   */
+  RETORT_TRUST_PROXY: Type.String({ default: '' }),
   /** Log level: fatal, error, warn, info, debug, silent. */
   LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'silent'], { default: 'info' }),
 });
@@ -48,8 +73,18 @@ export type ApiEnv = Static<typeof Schema>;
 
 export interface ApiConfig {
   adminKey: string;
+  /** Limits that keep one team (or one client) from stalling the others. */
+  limits: {
+    webhooksPerTeam: number;
+    streamsPerKey: number;
+    authFailuresPerMin: number;
+  };
+  /** Bounds on how long the API waits for Redis. */
+  redisTimeoutMs: number;
+  /** Fastify's trustProxy: whose X-Forwarded-For counts. */
+  trustProxy: boolean | string[];
   queuePrefix: string;
-  policy: { dataRoots: string[]; allowedHosts: string[]; allowPrivateAddresses: boolean };
+  policy: UriPolicy;
   submitChecksUris: boolean;
   /** Requests per minute per API key (per address without one). */
   rateLimitPerMin: number;
@@ -67,6 +102,13 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): ApiEnv {
 export function configFrom(env: ApiEnv): ApiConfig {
   return {
     adminKey: env.RETORT_ADMIN_KEY,
+    limits: {
+      webhooksPerTeam: env.RETORT_WEBHOOKS_PER_TEAM,
+      streamsPerKey: env.RETORT_STREAMS_PER_KEY,
+      authFailuresPerMin: env.RETORT_AUTH_FAILURES_PER_MIN,
+    },
+    redisTimeoutMs: env.RETORT_REDIS_TIMEOUT_MS,
+    trustProxy: trustedProxies(env.RETORT_TRUST_PROXY),
     queuePrefix: env.RETORT_QUEUE_PREFIX,
     policy: {
       dataRoots: env.RETORT_DATA_ROOTS.split(':').filter(Boolean),
@@ -83,8 +125,19 @@ export function configFrom(env: ApiEnv): ApiConfig {
       retryBaseMs: env.RETORT_WEBHOOK_RETRY_BASE_MS,
       maxAttempts: env.RETORT_WEBHOOK_MAX_ATTEMPTS,
       timeoutMs: env.RETORT_WEBHOOK_TIMEOUT_MS,
+      concurrency: env.RETORT_WEBHOOK_CONCURRENCY,
+      concurrencyPerTeam: env.RETORT_WEBHOOK_CONCURRENCY_PER_TEAM,
     },
     bodyLimit: env.RETORT_BODY_LIMIT,
     workerStaleMs: env.RETORT_WORKER_STALE_MS,
   };
+}
+
+function trustedProxies(value: string): boolean | string[] {
+  if (value.trim() === 'true') return true;
+  const list = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  return list.length > 0 ? list : false;
 }

@@ -2,71 +2,196 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { bootstrapAdmin, createDb, migrate } from '@retort/db';
-import { freePort, type LocalServer, startLocalPostgres } from '@retort/devstack';
+import { bootstrapAdmin, createDb, type Db, migrate } from '@retort/db';
+import {
+  fashionMnistData,
+  freePort,
+  type LocalServer,
+  startLocalPostgres,
+  startLocalRedis,
+} from '@retort/devstack';
 import { createRedis, RunProducer } from '@retort/queue';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from './app.js';
+import { TEST_CONFIG } from './testing.js';
 
-describe('while Postgres is unreachable', () => {
+/**
+ * Every route, with Redis stopped and then with Postgres stopped: each answers within a bound (no
+ * hang), with 503 where it needs what is down and success where the work can wait for the
+ * reconciler; a 503 leaves nothing half-done; and when the servers come back the same process
+ * serves again, with no restart.
+ */
+describe('while Redis or Postgres is down', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'retort-outage-'));
-  let port: number;
+  const redisDir = mkdtempSync(path.join(tmpdir(), 'retort-outage-redis-'));
+  let pgPort: number;
+  let redisPort: number;
   let pg: LocalServer;
-  let close: () => Promise<void>;
-  let request: (
-    url: string,
-  ) => Promise<{ statusCode: number; headers: Record<string, unknown>; json(): { code?: string } }>;
+  let redisServer: LocalServer;
+  let app: FastifyInstance;
+  let db: Db;
+  let redis: Redis;
+  let producer: RunProducer;
+  let key: string;
+  const auth = () => ({ authorization: `Bearer ${key}` });
+  const spec = (name: string) => ({
+    name,
+    kind: 'train',
+    student: { preset: 'mlp', hidden: [8] },
+    data: { train: fashionMnistData(100).train },
+    training: { epochs: 1 },
+  });
+
+  const request = async (method: string, url: string, payload?: unknown) => {
+    const started = performance.now();
+    const res = await app.inject({
+      method: method as 'GET',
+      url,
+      headers: { ...auth(), ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}),
+    });
+    return { status: res.statusCode, ms: performance.now() - started, body: res.body, headers: res.headers };
+  };
+
+  /** Fresh things for the routes to act on, made while everything is up. */
+  const fixtures = async () => {
+    const queued = (await request('POST', '/v1/runs', spec('queued'))).body;
+    const ended = JSON.parse((await request('POST', '/v1/runs', spec('ended'))).body).id as string;
+    await request('POST', `/v1/runs/${ended}/cancel`);
+    const team = JSON.parse(
+      (await request('POST', '/v1/admin/teams', { name: `t${randomBytes(4).toString('hex')}` })).body,
+    ).id as string;
+    const keyId = JSON.parse(
+      (await request('POST', `/v1/admin/teams/${team}/keys`, { name: 'k', scopes: ['runs:read'] })).body,
+    ).id as string;
+    const webhook = JSON.parse(
+      (await request('POST', '/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['run.failed'] }))
+        .body,
+    ).id as string;
+    return { queued: JSON.parse(queued).id as string, ended, team, keyId, webhook };
+  };
+
+  /** Every documented route, with its parameters filled in and a body that would be accepted. */
+  const everyRoute = (f: Awaited<ReturnType<typeof fixtures>>) => {
+    const paths = (app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
+    const out: { method: string; url: string; body?: unknown }[] = [];
+    for (const [template, methods] of Object.entries(paths)) {
+      for (const method of Object.keys(methods)) {
+        const runId = /\/(cancel|pause|resume|retry)$/.test(template) ? f.queued : f.ended;
+        const url = template
+          .replace('{id}', template.startsWith('/v1/artifacts') ? f.ended : runId)
+          .replace('{file}', 'model.json')
+          .replace('{teamId}', f.team)
+          .replace('{keyId}', f.keyId)
+          .replace('{webhookId}', f.webhook);
+        const body =
+          method === 'post' && template === '/v1/runs'
+            ? spec('during the outage')
+            : method === 'post' && template === '/v1/admin/teams'
+              ? { name: `o${randomBytes(4).toString('hex')}` }
+              : method === 'post' && template.endsWith('/keys')
+                ? { name: 'o', scopes: ['runs:read'] }
+                : method === 'post' && template === '/v1/webhooks'
+                  ? { url: 'http://127.0.0.1:9/o', events: ['run.failed'] }
+                  : method === 'patch'
+                    ? { dataRoots: null }
+                    : undefined;
+        // The wait and stream routes end at once here: their run has ended.
+        out.push({ method: method.toUpperCase(), url, body });
+      }
+    }
+    return out;
+  };
+
+  const runCount = async () => Number((await db.pool.query('SELECT count(*) AS n FROM runs')).rows[0].n);
 
   beforeAll(async () => {
-    // A Postgres of this file's own, which it stops and starts.
-    port = await freePort();
-    pg = await startLocalPostgres({ dir, port, durable: false });
+    pgPort = await freePort();
+    redisPort = await freePort();
+    pg = await startLocalPostgres({ dir: dir, port: pgPort, durable: false });
+    redisServer = await startLocalRedis({ dir: redisDir, port: redisPort, durable: false });
     await migrate(pg.url);
-    const db = createDb(pg.url, { max: 2 });
-    const key = randomBytes(16).toString('hex');
+    db = createDb(pg.url, { max: 4, statementTimeoutMs: 5000, lockTimeoutMs: 1000, connectTimeoutMs: 2000 });
+    key = `rk_${randomBytes(16).toString('hex')}`;
     await bootstrapAdmin(db, key);
-    const redis = createRedis(inject('redisUrl'));
-    const producer = new RunProducer(redis, `outage-${randomBytes(3).toString('hex')}`);
-    const app = await buildApp({
+    redis = createRedis(redisServer.url, 'outage-test', { commandTimeoutMs: 1000 });
+    producer = new RunProducer(redis, `outage-${randomBytes(3).toString('hex')}`);
+    app = await buildApp({
       db,
       redis,
       producer,
       config: {
+        ...TEST_CONFIG,
         adminKey: key,
         queuePrefix: producer.prefix,
-        policy: { dataRoots: [], allowedHosts: [], allowPrivateAddresses: false },
-        rateLimitPerMin: 100_000,
-        eventsPollMs: 50,
-        webhooks: { pollMs: 100, retryBaseMs: 200, maxAttempts: 5, timeoutMs: 5000 },
-        submitChecksUris: false,
-        bodyLimit: 1 << 20,
-        workerStaleMs: 30_000,
+        policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: true },
       },
     });
-    request = (url) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } });
-    close = async () => {
-      await app.close();
-      await producer.close();
-      redis.disconnect();
-      await db.close();
-    };
   });
   afterAll(async () => {
-    await close();
-    await pg.stop();
+    await app?.close();
+    await producer?.close();
+    redis?.disconnect();
+    await db?.close();
+    await pg?.stop();
+    await redisServer?.stop();
   });
 
-  it('answers 503 with a code and Retry-After, and recovers when Postgres is back', async () => {
-    expect((await request('/v1/runs')).statusCode).toBe(200);
+  it('with Redis stopped: every route answers within 5 s, submits are kept for the reconciler; Redis back, all is well', async () => {
+    const f = await fixtures();
+    const before = await runCount();
+    await redisServer.stop();
+    const answers: Record<string, number> = {};
+    for (const r of everyRoute(f)) {
+      const res = await request(r.method, r.url, r.body);
+      answers[`${r.method} ${r.url}`] = res.status;
+      expect([r.method, r.url, res.ms < 5000]).toEqual([r.method, r.url, true]);
+      expect([r.method, r.url, res.status < 500 || res.status === 503]).toEqual([r.method, r.url, true]);
+    }
+    // What needs only Postgres works; a submit is recorded and answered, its queue entry left to the reconciler.
+    expect(answers['GET /v1/runs']).toBe(200);
+    expect(answers['POST /v1/runs']).toBe(201);
+    expect(answers[`GET /v1/runs/${f.ended}`]).toBe(200);
+    expect(answers[`POST /v1/runs/${f.queued}/cancel`]).toBe(200);
+    expect(answers['GET /readyz']).toBe(503);
+    expect(answers['GET /healthz']).toBe(200);
+    expect(await runCount()).toBe(before + 1);
+    const ready = await request('GET', '/readyz');
+    expect(JSON.parse(ready.body)).toEqual({
+      status: 'unavailable',
+      code: 'RETORT_DEPENDENCY_UNAVAILABLE',
+      checks: { postgres: 'ok', redis: 'down' }, // nothing of the error itself: the route is public
+    });
+
+    redisServer = await startLocalRedis({ dir: redisDir, port: redisPort, durable: false });
+    await expect.poll(async () => (await request('GET', '/readyz')).status, { timeout: 15_000 }).toBe(200);
+    const after = JSON.parse((await request('POST', '/v1/runs', spec('after Redis came back'))).body);
+    expect(await producer.jobState('default', after.id, 1)).toMatch(/waiting|prioritized/);
+  });
+
+  it('with Postgres stopped: every route answers within 5 s, 503 where it needs Postgres, and no submit half-done', async () => {
+    const f = await fixtures();
+    const before = await runCount();
     await pg.stop();
-    const down = await request('/v1/runs');
-    expect(down.statusCode).toBe(503);
-    expect(down.json().code).toBe('RETORT_DEPENDENCY_UNAVAILABLE');
+    const answers: Record<string, number> = {};
+    for (const r of everyRoute(f)) {
+      const res = await request(r.method, r.url, r.body);
+      answers[`${r.method} ${r.url}`] = res.status;
+      expect([r.method, r.url, res.ms < 5000]).toEqual([r.method, r.url, true]);
+      if (r.url.startsWith('/v1/') || r.url === '/metrics' || r.url === '/readyz') {
+        expect([r.method, r.url, res.status]).toEqual([r.method, r.url, 503]);
+        expect(JSON.parse(res.body).code).toBe('RETORT_DEPENDENCY_UNAVAILABLE');
+      }
+    }
+    expect(answers['GET /healthz']).toBe(200);
+    const down = await request('GET', '/v1/runs');
     expect(down.headers['retry-after']).toBe('5');
-    const ready = await request('/readyz');
-    expect(ready.statusCode).toBe(503);
-    expect(ready.json().code).toBe('RETORT_DEPENDENCY_UNAVAILABLE');
-    pg = await startLocalPostgres({ dir, port, durable: false });
-    expect((await request('/v1/runs')).statusCode).toBe(200);
+
+    pg = await startLocalPostgres({ dir: dir, port: pgPort, durable: false });
+    await expect.poll(async () => (await request('GET', '/v1/runs')).status, { timeout: 15_000 }).toBe(200);
+    expect(await runCount()).toBe(before); // the submit that answered 503 left no run
+    expect((await request('POST', '/v1/runs', spec('after Postgres came back'))).status).toBe(201);
   });
 });

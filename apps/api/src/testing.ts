@@ -20,6 +20,27 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
+/** Settings for tests: fast polls and retries, limits out of the way unless a test sets them. */
+export const TEST_CONFIG: Omit<ApiConfig, 'adminKey' | 'queuePrefix'> = {
+  policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
+  submitChecksUris: true,
+  rateLimitPerMin: 100_000,
+  eventsPollMs: 50,
+  webhooks: {
+    pollMs: 100,
+    retryBaseMs: 200,
+    maxAttempts: 5,
+    timeoutMs: 5000,
+    concurrency: 16,
+    concurrencyPerTeam: 4,
+  },
+  bodyLimit: 1 << 20,
+  workerStaleMs: 30_000,
+  limits: { webhooksPerTeam: 20, streamsPerKey: 8, authFailuresPerMin: 100_000 },
+  redisTimeoutMs: 1000,
+  trustProxy: false,
+};
+
 /** The API on a fresh database and its own Redis key prefix, for `app.inject()` tests. */
 export async function testApi(
   serverUrl: string,
@@ -30,21 +51,15 @@ export async function testApi(
   const url = await freshDatabase(serverUrl, label);
   await migrate(url);
   const db = createDb(url, { max: 5 });
-  const redis = createRedis(redisUrl);
+  const redis = createRedis(redisUrl, `test-${label}`, { commandTimeoutMs: 1000 });
   const prefix = freshQueuePrefix(label);
   const producer = new RunProducer(redis, prefix);
   const adminKey = `rk_test_${randomBytes(12).toString('hex')}`;
   const { teamId } = await bootstrapAdmin(db, adminKey);
   const apiConfig: ApiConfig = {
+    ...TEST_CONFIG,
     adminKey,
     queuePrefix: prefix,
-    policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: false },
-    submitChecksUris: true,
-    rateLimitPerMin: 100_000,
-    eventsPollMs: 50,
-    webhooks: { pollMs: 100, retryBaseMs: 200, maxAttempts: 5, timeoutMs: 5000 },
-    bodyLimit: 1 << 20,
-    workerStaleMs: 30_000,
     ...config,
   };
   const app = await buildApp({ db, redis, producer, config: apiConfig });

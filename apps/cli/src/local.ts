@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isRetortError, parseSpec } from '@retort/spec';
-import { initBackend, policyByteSource, type SavedModel, train, WEIGHTS_FILE } from '@retort/trainer';
+import { initBackend, type SavedModel, train, WEIGHTS_FILE } from '@retort/trainer';
+import { policyByteSource } from '@retort/uri-policy';
 
 /**
  * Local mode: the same trainer the workers run, on this machine, with no services. A run writes

@@ -18,8 +18,12 @@ const Schema = Type.Object({
   RETORT_ALLOWED_HOSTS: Type.String({ default: '' }),
   /** Whether allowed hosts may resolve to loopback, private or link-local addresses. */
   RETORT_ALLOW_PRIVATE_ADDRESSES: Type.Boolean({ default: false }),
-  /** The largest file a run may download over http(s), in MiB. */
+  /** The largest file a run may read, in MiB: a download over http(s) or a file under the data roots. */
   RETORT_MAX_DOWNLOAD_MB: Type.Integer({ default: 2048, minimum: 1 }),
+  /** Postgres cancels a worker statement that runs longer than this (ms): checkpoints and artifacts are written in chunks well under it. */
+  RETORT_PG_STATEMENT_TIMEOUT_MS: Type.Integer({ default: 120_000, minimum: 1000 }),
+  /** A statement waits at most this long (ms) for a row lock; the write is then retried. */
+  RETORT_PG_LOCK_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 10 }),
   /** Force a compute backend (tensorflow, wasm, cpu); by default the best one installed. */
   RETORT_BACKEND: Type.Optional(Type.Enum(['tensorflow', 'wasm', 'cpu'])),
   /** This worker's id in /v1/workers; defaults to <hostname>-<pid>. */
@@ -34,6 +38,8 @@ const Schema = Type.Object({
   RETORT_WORKER_STALE_MS: Type.Integer({ default: 30_000, minimum: 200 }),
   /** On SIGTERM, how long (ms) the run in progress has to checkpoint before it is killed. */
   RETORT_SHUTDOWN_GRACE_MS: Type.Integer({ default: 30_000, minimum: 0 }),
+  /** A run's progress (epoch, step) is written to Postgres at most this often, in ms. */
+  RETORT_PROGRESS_WRITE_MS: Type.Integer({ default: 1000, minimum: 10 }),
   /** Metric points are written to Postgres at least this often, in ms (and at every 1000 points). */
   RETORT_METRICS_FLUSH_MS: Type.Integer({ default: 1000, minimum: 10 }),
   /** The most memory (MiB) a run's teacher-output cache may take; above it the teacher runs on every batch. */

@@ -93,6 +93,8 @@ describe('runs survive crashes, restarts and lost queues', { timeout: 180_000 },
         RETORT_WORKER_STALE_MS: '2500',
         RETORT_HEARTBEAT_MS: '500',
         RETORT_METRICS_FLUSH_MS: '200',
+        // The row's step follows the run closely, so a kill lands near its target.
+        RETORT_PROGRESS_WRITE_MS: '100',
         RETORT_SHUTDOWN_GRACE_MS: '15000',
       },
     });
@@ -127,8 +129,19 @@ describe('runs survive crashes, restarts and lost queues', { timeout: 180_000 },
           childrenOf(Number(r.workerId.split('-').pop())).length > 0
         );
       });
+      // Freeze the worker and its training process, then make sure the attempt is still the one in
+      // progress: frozen, it cannot finish, so the kill lands mid-run (the run's last steps can go by
+      // between a look at the row and a kill; this test once killed a worker just after it had ended
+      // the run).
       const pid = await workerPid(run.id);
-      for (const p of [pid, ...childrenOf(pid)]) process.kill(p, 'SIGKILL');
+      const group = [pid, ...childrenOf(pid)];
+      for (const p of group) process.kill(p, 'SIGSTOP');
+      const frozen = await row(run.id);
+      if (!(frozen.status === 'running' && frozen.attempt === i + 1 && frozen.workerId?.endsWith(`-${pid}`)))
+        throw new Error(
+          `attempt ${i + 1} ended before it could be killed (${frozen.status}, attempt ${frozen.attempt})`,
+        );
+      for (const p of group) process.kill(p, 'SIGKILL');
       await stack.addWorker(); // keep two
     }
     const done = await wait(run.id);

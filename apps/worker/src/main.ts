@@ -16,7 +16,12 @@ try {
 }
 
 const log = pino({ name: 'retort-worker', level: env.LOG_LEVEL });
-const db = createDb(env.DATABASE_URL, { max: 4, applicationName: `retort-worker ${env.workerId}` });
+const db = createDb(env.DATABASE_URL, {
+  max: 4,
+  applicationName: `retort-worker ${env.workerId}`,
+  statementTimeoutMs: env.RETORT_PG_STATEMENT_TIMEOUT_MS,
+  lockTimeoutMs: env.RETORT_PG_LOCK_TIMEOUT_MS,
+});
 const redis = createRedis(env.REDIS_URL, `retort-worker-control ${env.workerId}`);
 const producer = new RunProducer(redis, env.RETORT_QUEUE_PREFIX);
 
@@ -43,11 +48,12 @@ const service = new RunService({
     allowedHosts: env.allowedHosts,
     allowPrivateAddresses: env.RETORT_ALLOW_PRIVATE_ADDRESSES,
   },
-  maxDownloadBytes: env.RETORT_MAX_DOWNLOAD_MB * 2 ** 20,
+  maxReadBytes: env.RETORT_MAX_DOWNLOAD_MB * 2 ** 20,
   backend: env.RETORT_BACKEND,
   teacherCacheMaxBytes: env.RETORT_TEACHER_CACHE_MAX_MB * 2 ** 20,
   processes,
   metricsFlushMs: env.RETORT_METRICS_FLUSH_MS,
+  progressWriteMs: env.RETORT_PROGRESS_WRITE_MS,
   shutdownGraceMs: env.RETORT_SHUTDOWN_GRACE_MS,
 });
 

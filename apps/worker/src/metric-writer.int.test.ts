@@ -8,7 +8,7 @@ import { parseSpec } from '@retort/spec';
 import { pino } from 'pino';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { MetricWriter } from './metric-writer.js';
-import { duringOutage } from './outage.js';
+import { duringOutage, isOutage } from './outage.js';
 
 const spec = parseSpec({
   kind: 'train',
@@ -54,7 +54,7 @@ describe('MetricWriter', () => {
     await w.drain();
     expect(statements).toBeGreaterThan(0);
     expect(statements).toBeLessThanOrEqual(3); // a statement per 100 points at most, not one per point
-    expect((await getSeries(db, run.id, {})).series[0]!.points).toHaveLength(250);
+    expect((await getSeries(db, run.id, { limit: 100_000 })).series[0]!.points).toHaveLength(250);
   });
 
   it('keeps points while Postgres is down and writes them all when it is back', async () => {
@@ -74,10 +74,20 @@ describe('MetricWriter', () => {
     for (let step = 2; step <= 20; step++) w.add([{ name: 'loss', step, value: step }]);
     await w.flush();
     expect(errors.length).toBeGreaterThan(0);
+    // What drain throws is the outage itself, so a checkpoint waits for Postgres (duringOutage)
+    // however long it is away, instead of failing the run on an error it does not know.
+    const failure = await w.drain().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(failure).not.toBeNull();
+    expect(isOutage(failure)).toBe(true);
+    const draining = duringOutage(() => w.drain(), pino({ level: 'silent' }));
+    await new Promise((r) => setTimeout(r, 1500));
     pg = await startLocalPostgres({ dir, port, durable: false });
-    await duringOutage(() => w.drain(), pino({ level: 'silent' }));
+    await draining;
     w.close();
-    const points = (await getSeries(db, run.id, {})).series[0]!.points;
+    const points = (await getSeries(db, run.id, { limit: 100_000 })).series[0]!.points;
     expect(points.map(([s]) => s)).toEqual([...Array(20).keys()].map((i) => i + 1));
   });
 });

@@ -10,6 +10,7 @@ export class MetricWriter {
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   fenced: FencedOutError | undefined;
+  private lastError: unknown;
 
   constructor(
     private readonly db: Db,
@@ -41,6 +42,7 @@ export class MetricWriter {
           return;
         }
         this.buffer = batch.concat(this.buffer);
+        this.lastError = e;
         this.opts.onError(e);
         this.timer ??= setTimeout(() => void this.flush(), this.opts.intervalMs);
       }
@@ -48,14 +50,19 @@ export class MetricWriter {
     return this.writing;
   }
 
-  /** Flushes until everything is written (or fenced out), retrying failures. */
-  async drain(retries = 10): Promise<void> {
-    for (let i = 0; i <= retries; i++) {
-      await this.flush();
-      if (this.buffer.length === 0 || this.fenced) return;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** i)));
+  /**
+   * Writes everything buffered. When a write fails, rethrows what failed (so an outage reads as
+   * one to `duringOutage`, which retries for as long as Postgres may be away); the points stay
+   * buffered for the next try. Fenced out: resolves, with `fenced` set.
+   */
+  async drain(): Promise<void> {
+    this.lastError = undefined;
+    await this.flush();
+    if (this.buffer.length > 0 && !this.fenced) {
+      clearTimeout(this.timer); // the caller retries; no timer of our own meanwhile
+      this.timer = undefined;
+      throw this.lastError ?? new Error(`${this.buffer.length} metric points are not written yet`);
     }
-    throw new Error(`could not write ${this.buffer.length} metric points to Postgres`);
   }
 
   close(): void {

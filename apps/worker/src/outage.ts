@@ -1,28 +1,8 @@
-import { FencedOutError } from '@retort/db';
+import { isDatabaseUnavailable } from '@retort/db';
 import type { Logger } from 'pino';
 
-/** Connection failures of pg: Postgres is unreachable for now, not refusing what we asked. */
-export function isOutage(e: unknown): boolean {
-  if (e instanceof FencedOutError) return false;
-  const code = String((e as { code?: unknown }).code ?? '');
-  const msg = String((e as { message?: unknown }).message ?? e);
-  return (
-    [
-      'ECONNREFUSED',
-      'ECONNRESET',
-      'ETIMEDOUT',
-      'EPIPE',
-      '57P01',
-      '57P03',
-      '08006',
-      '08001',
-      '08003',
-    ].includes(code) ||
-    /ECONNREFUSED|ECONNRESET|Connection terminated|timeout exceeded when trying to connect|the database system is (starting up|shutting down)|Can't reach database|Server has closed the connection/i.test(
-      msg,
-    )
-  );
-}
+/** Postgres is unreachable (or timing out) for now, not refusing what we asked. Fencing is not an outage. */
+export const isOutage = isDatabaseUnavailable;
 
 /**
  * Runs a write that must not be lost, retrying while Postgres is unreachable (with backoff, for up

@@ -1,5 +1,6 @@
-import type { RunError, RunSpec, RunSummary, UriPolicy } from '@retort/spec';
+import type { RunError, RunSpec, RunSummary } from '@retort/spec';
 import type { BackendName, MetricPoint, Progress, SavedModel, TrainingPosition } from '@retort/trainer';
+import type { UriPolicy } from '@retort/uri-policy';
 
 /** Messages between the worker and its training process (Node IPC, structured clone). */
 
@@ -9,8 +10,10 @@ export type ToChild =
   | {
       type: 'start';
       spec: RunSpec;
+      /** What the run may read: the server's policy narrowed to the team's data roots. */
       policy: UriPolicy;
-      maxDownloadBytes?: number | undefined;
+      /** The largest file it may read. */
+      maxReadBytes?: number | undefined;
       backend?: BackendName | undefined;
       /** The models of `{ run }` teachers, by run id, read from Postgres by the worker. */
       teacherModels: Record<string, SavedModel>;

@@ -5,6 +5,7 @@ import {
   findTeacherCache,
   finishRun,
   getRunById,
+  getTeam,
   latestCheckpoint,
   pruneCheckpoints,
   putArtifact,
@@ -15,8 +16,9 @@ import {
   updateProgress,
 } from '@retort/db';
 import { RUN_JOB, type RunJobPayload, type RunProducer } from '@retort/queue';
-import { RetortError, type RunError, type RunSpec, teachersOf, type UriPolicy } from '@retort/spec';
+import { RetortError, type RunError, type RunSpec, teachersOf } from '@retort/spec';
 import type { BackendName, Progress, SavedModel } from '@retort/trainer';
+import { policyForTeam, type UriPolicy } from '@retort/uri-policy';
 import type { Logger } from 'pino';
 import { MetricWriter } from './metric-writer.js';
 import { duringOutage } from './outage.js';
@@ -28,22 +30,23 @@ export interface RunServiceOptions {
   producer: RunProducer;
   log: Logger;
   worker: { id: string; backend: string; device: string };
+  /** The server's policy; each run is held to its team's data roots within it, as read at its start. */
   policy: UriPolicy;
-  /** The largest http(s) download a run may make. */
-  maxDownloadBytes?: number | undefined;
+  /** The largest file a run may read (download or local). */
+  maxReadBytes?: number | undefined;
   backend?: BackendName | undefined;
   /** The most memory a run's teacher-output cache may take (default 1 GiB). */
   teacherCacheMaxBytes?: number | undefined;
   /** Where training processes come from (a warm spare when there is one). */
   processes: WarmProcesses;
   metricsFlushMs: number;
+  /** A run's progress (epoch, step) is written to Postgres at most this often (ms). Default 1000. */
+  progressWriteMs?: number;
   /** On shutdown, how long the run in progress has to checkpoint before it is killed. */
   shutdownGraceMs: number;
   /** How many of a run's newest checkpoints to keep (besides its best one). Default 3. */
   keepCheckpoints?: number;
 }
-
-const PROGRESS_WRITE_MS = 1000;
 
 /**
  * Executes runs: claims one in Postgres, trains it in a child process from its last checkpoint,
@@ -97,9 +100,12 @@ export class RunService {
       const teacherModels: Record<string, SavedModel> = {};
       for (const t of teachersOf(spec))
         if ('run' in t) teacherModels[t.run] ??= await this.teacherFromRun(run.teamId, t.run);
+      // The team's data roots as they are now (an operator may have narrowed them since submit).
+      const team = await getTeam(db, run.teamId);
+      const policy = policyForTeam(this.o.policy, team?.dataRoots);
       const checkpoint = await latestCheckpoint(db, run.id);
       if (checkpoint) rlog.info({ step: checkpoint.step }, 'continuing from the last checkpoint');
-      const result = await this.train(run, spec, teacherModels, checkpoint?.bytes, rlog);
+      const result = await this.train(run, spec, policy, teacherModels, checkpoint?.bytes, rlog);
       await this.conclude(run, result, rlog);
     } catch (e) {
       if (e instanceof FencedOutError) {
@@ -146,6 +152,7 @@ export class RunService {
   private async train(
     run: RunRow,
     spec: RunSpec,
+    policy: UriPolicy,
     teacherModels: Record<string, SavedModel>,
     resume: Uint8Array | undefined,
     log: Logger,
@@ -192,7 +199,7 @@ export class RunService {
           break;
         case 'progress':
           latest = m.progress;
-          if (Date.now() - lastProgressWrite >= PROGRESS_WRITE_MS) {
+          if (Date.now() - lastProgressWrite >= (this.o.progressWriteMs ?? 1000)) {
             lastProgressWrite = Date.now();
             // One write at a time, in order: a slow write must not land after a newer one.
             progressWrites = progressWrites.then(() => writeProgress(m.progress)).catch(onWriteError);
@@ -245,8 +252,8 @@ export class RunService {
     proc.send({
       type: 'start',
       spec,
-      policy: this.o.policy,
-      maxDownloadBytes: this.o.maxDownloadBytes,
+      policy,
+      maxReadBytes: this.o.maxReadBytes,
       backend: this.o.backend,
       teacherModels,
       resume,

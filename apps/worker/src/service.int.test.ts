@@ -198,7 +198,7 @@ describe('Retort end to end (API and worker processes)', () => {
     expect(done.status).toBe('failed');
     expect(done.attempt).toBe(1);
     expect(done.error?.code).toBe('RETORT_TEACHER_UNREADABLE');
-    expect(done.error?.message).toMatch(/not-a-model.onnx is not a model ONNX Runtime can load/);
+    expect(done.error?.message).toMatch(/not-a-model.onnx is not an ONNX model/);
   });
 
   it('lets a pipeline gate on a run with the CLI: exit 0 when it passes, 3 when it does not', async () => {

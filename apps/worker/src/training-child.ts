@@ -1,19 +1,14 @@
 import { isRetortError } from '@retort/spec';
-import {
-  type BackendName,
-  initBackend,
-  policyByteSource,
-  type SavedModel,
-  type StopRequest,
-  train,
-} from '@retort/trainer';
+import { type BackendName, initBackend, type SavedModel, type StopRequest, train } from '@retort/trainer';
+import { policyByteSource } from '@retort/uri-policy';
 import { describeFailure } from './failure.js';
 import type { FromChild, ToChild } from './protocol.js';
 
 /**
  * The training process. TensorFlow ops block the event loop for the length of a step, so training
  * runs here while the worker process keeps its BullMQ lock renewed and its heartbeat going. This
- * process talks only to its parent, over IPC.
+ * process talks only to its parent, over IPC: it has no Postgres or Redis address (the worker
+ * leaves them out of its environment) and reads data only through the URI policy.
  */
 
 const send = (m: FromChild) =>
@@ -41,7 +36,7 @@ async function run(m: Extract<ToChild, { type: 'start' }>): Promise<void> {
   const outcome = await train(
     m.spec,
     {
-      source: policyByteSource(m.policy, m.maxDownloadBytes),
+      source: policyByteSource(m.policy, m.maxReadBytes ? { maxBytes: m.maxReadBytes } : {}),
       loadRunModel: async (id): Promise<SavedModel> => {
         const model = teacherModels[id];
         if (!model) throw new Error(`the model of run ${id} was not provided`);

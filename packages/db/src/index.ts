@@ -1,5 +1,6 @@
 export { createDb, type Db, FencedOutError } from './client.js';
 export { MIGRATIONS_DIR, type MigrationResult, migrate } from './migrate.js';
+export { isDatabaseUnavailable } from './outage.js';
 export * from './repos/admin.js';
 export * from './repos/artifacts.js';
 export * from './repos/metrics.js';

@@ -30,8 +30,8 @@ export interface RetortStack {
   adminKey: string;
   api: ChildProcess;
   workers: ChildProcess[];
-  /** Starts one more worker and waits until it reports for duty. */
-  addWorker(): Promise<ChildProcess>;
+  /** Starts one more worker (with more environment, e.g. another RETORT_POOL) and waits until it reports for duty. */
+  addWorker(env?: Record<string, string>): Promise<ChildProcess>;
   stop(): Promise<void>;
 }
 
@@ -70,8 +70,8 @@ export async function startRetort(o: RetortStackOptions): Promise<RetortStack> {
   };
   if (o.logDir) mkdirSync(o.logDir, { recursive: true });
   const out = (name: string) => (o.logDir ? openSync(path.join(o.logDir, name), 'a') : 'ignore');
-  const start = (main: string, log: string) =>
-    spawn(process.execPath, [main], { env, stdio: ['ignore', out(log), out(log)] });
+  const start = (main: string, log: string, more: Record<string, string> = {}) =>
+    spawn(process.execPath, [main], { env: { ...env, ...more }, stdio: ['ignore', out(log), out(log)] });
 
   const api = start(API_MAIN, 'api.log');
   const workers: ChildProcess[] = [];
@@ -84,8 +84,8 @@ export async function startRetort(o: RetortStackOptions): Promise<RetortStack> {
     const res = await fetch(`${baseUrl}/v1/workers`, { headers: { authorization: `Bearer ${adminKey}` } });
     return res.ok ? ((await res.json()) as { id: string }[]).map((w) => w.id) : [];
   };
-  const addWorker = async () => {
-    const w = start(WORKER_MAIN, `worker-${workers.length + 1}.log`);
+  const addWorker = async (more: Record<string, string> = {}) => {
+    const w = start(WORKER_MAIN, `worker-${workers.length + 1}.log`, more);
     workers.push(w);
     // A worker's default id ends with its pid.
     await waitFor(

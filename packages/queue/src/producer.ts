@@ -24,6 +24,8 @@ export class RunProducer {
     let q = this.queues.get(pool);
     if (!q) {
       q = new Queue<RunJobPayload>(RUN_JOB.queueName(pool), { connection: this.redis, prefix: this.prefix });
+      // Connection errors surface through the calls that fail; without a listener BullMQ prints each one.
+      q.on('error', () => {});
       this.queues.set(pool, q);
     }
     return q;

@@ -131,6 +131,12 @@ export const MetricSeriesSchema = Type.Object({
       points: Type.Array(Type.Tuple([Type.Number(), Type.Number()]), {
         description: '[step, value] pairs, by step.',
       }),
+      nextFromStep: Type.Optional(
+        Type.Integer({
+          description:
+            'Present when the series has more points than `limit` (without `maxPoints`): ask again with `fromStep` set to this for the rest.',
+        }),
+      ),
     }),
   ),
 });

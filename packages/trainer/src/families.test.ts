@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fashionMnistData } from '@retort/devstack';
 import { parseSpec, type RunSpec } from '@retort/spec';
+import { policyByteSource } from '@retort/uri-policy';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BackendInfo, initBackend } from './backend.js';
-import { policyByteSource } from './io.js';
 import { type MetricPoint, type TrainOutcome, train } from './train.js';
 
 /** Every family of knowledge transfer, trained for a few steps on real data and real teachers. */

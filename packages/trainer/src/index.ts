@@ -1,4 +1,5 @@
 export { type BackendInfo, type BackendName, initBackend } from './backend.js';
+export type { ByteSource } from './byte-source.js';
 export {
   type CheckpointData,
   decodeCheckpoint,
@@ -6,7 +7,6 @@ export {
   type TrainingPosition,
 } from './checkpoint.js';
 export { parseIdx } from './data/idx.js';
-export { type ByteSource, policyByteSource } from './io.js';
 export { rkdLoss } from './losses/feature.js';
 export { loadLayersModelFrom, type SavedModel, saveModel, WEIGHTS_FILE } from './models/saved-model.js';
 export {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { RetortError, type RunSpec, type RunSummary, teachersOf } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendInfo } from './backend.js';
+import type { ByteSource } from './byte-source.js';
 import {
   type CheckpointData,
   encodeCheckpoint,
@@ -21,7 +22,6 @@ import { EarlyStopping } from './early-stopping.js';
 import { summarize } from './evaluate.js';
 import { accuracy, agreement, meanCrossEntropy } from './evaluation.js';
 import { predictLogits, teacherLogits } from './inference.js';
-import type { ByteSource } from './io.js';
 import { LossLog, type MetricPoint } from './loss-log.js';
 import { Adapter, featureNames, inputGradient, type LossContext, lossTerms } from './losses/index.js';
 import { ensembleTeacher } from './models/ensemble.js';

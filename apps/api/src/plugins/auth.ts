@@ -1,6 +1,6 @@
 import { type Db, findKey, type KeyIdentity, touchKey } from '@retort/db';
 import { RetortError } from '@retort/spec';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export type Scope = 'runs:read' | 'runs:write' | 'admin';
 
@@ -18,25 +18,31 @@ const TOUCH_EVERY_MS = 60_000;
 
 /**
  * Bearer-key authentication for every route that declares a scope: 401 without a valid key, 403
- * when the key lacks the scope. A key's last use is recorded at most once a minute.
+ * when the key lacks the scope. Failures count against the client's address (see rate-limit.ts):
+ * past the limit it gets 429 before any key is looked up. The identity is set before the scope
+ * is checked, so a refused write is still audited. A key's last use is recorded at most once a
+ * minute.
  */
 export function registerAuth(app: FastifyInstance, db: Db): void {
   const touched = new Map<string, number>();
   app.decorateRequest('identity', null as unknown as KeyIdentity);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  const refuse = async (request: FastifyRequest, reply: FastifyReply, message: string) => {
+    await app.authFailures.record(request, reply); // 429 once this address has failed too often
+    throw new RetortError('RETORT_UNAUTHENTICATED', message);
+  };
+  app.addHook('onRequest', async (request, reply) => {
     const scope = request.routeOptions.config.scope;
     if (!scope) return;
+    await app.authFailures.check(request, reply);
     const header = request.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match)
-      throw new RetortError('RETORT_UNAUTHENTICATED', 'Send an API key as `Authorization: Bearer <key>`.');
+    const match = /^Bearer\s+(\S{1,512})$/i.exec(header);
+    if (!match) return refuse(request, reply, 'Send an API key as `Authorization: Bearer <key>`.');
     const identity = await findKey(db, match[1]!);
-    if (!identity)
-      throw new RetortError('RETORT_UNAUTHENTICATED', 'The API key is not valid (unknown or revoked).');
+    if (!identity) return refuse(request, reply, 'The API key is not valid (unknown or revoked).');
+    request.identity = identity;
     if (!identity.scopes.includes(scope) && !identity.scopes.includes('admin')) {
       throw new RetortError('RETORT_FORBIDDEN', `This key lacks the scope ${scope}.`);
     }
-    request.identity = identity;
     const last = touched.get(identity.keyId) ?? 0;
     if (Date.now() - last > TOUCH_EVERY_MS) {
       touched.set(identity.keyId, Date.now());

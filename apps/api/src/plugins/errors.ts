@@ -1,28 +1,8 @@
+import { isDatabaseUnavailable } from '@retort/db';
+import { isRedisUnavailable } from '@retort/queue';
 import { describeAjvErrors, isRetortError, RetortError } from '@retort/spec';
 import type { ErrorObject } from 'ajv';
 import type { FastifyError, FastifyInstance } from 'fastify';
-
-/** Connection failures of pg and ioredis: the dependency is down, not our bug. */
-function isDependencyDown(e: unknown): boolean {
-  const code = (e as { code?: string }).code ?? '';
-  const msg = String((e as { message?: string }).message ?? '');
-  return (
-    [
-      'ECONNREFUSED',
-      'ECONNRESET',
-      'ETIMEDOUT',
-      'ENOTFOUND',
-      'EPIPE',
-      '57P01',
-      '57P03',
-      'P1001',
-      'P1017',
-    ].includes(code) ||
-    /Connection terminated|connect ECONNREFUSED|Connection is closed|timeout exceeded when trying to connect/i.test(
-      msg,
-    )
-  );
-}
 
 function toRetortError(error: FastifyError | Error): RetortError {
   if (isRetortError(error)) return error;
@@ -45,12 +25,13 @@ function toRetortError(error: FastifyError | Error): RetortError {
       return new RetortError('RETORT_UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new RetortError('RETORT_REQUEST_INVALID', `The body is not valid JSON: ${e.message}`);
+      // The parser's message quotes the body; the position is all a client needs.
+      return new RetortError('RETORT_REQUEST_INVALID', 'The body is not valid JSON.');
   }
-  if (isDependencyDown(e))
+  if (isDatabaseUnavailable(e) || isRedisUnavailable(e))
     return new RetortError(
       'RETORT_DEPENDENCY_UNAVAILABLE',
-      'A service Retort depends on is unavailable; try again shortly.',
+      'A service Retort depends on is unavailable or too slow; nothing was done, try again shortly.',
     );
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new RetortError('RETORT_REQUEST_INVALID', e.message);

@@ -1,35 +1,101 @@
-import rateLimit from '@fastify/rate-limit';
 import { RetortError } from '@retort/spec';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+
+export interface RateLimits {
+  /** Requests a minute per API key (per client address on routes without one). */
+  perMinute: number;
+  /** Failed authentications a minute per client address. */
+  authFailuresPerMinute: number;
+  prefix: string;
+}
+
+/** Counters in Redis, shared by every API process; while Redis is not ready, each process counts alone. */
+function limiter(redis: Redis, keyPrefix: string, points: number): RateLimiterRedis {
+  return new RateLimiterRedis({
+    storeClient: redis,
+    keyPrefix,
+    points,
+    duration: 60,
+    // Not ready means down: count in memory at once rather than wait for Redis.
+    rejectIfRedisNotReady: true,
+    insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration: 60 }),
+  });
+}
+
+const tooMany = (reply: FastifyReply, res: RateLimiterRes, message: string) => {
+  void reply.header('Retry-After', String(Math.max(1, Math.ceil(res.msBeforeNext / 1000))));
+  return new RetortError('RETORT_RATE_LIMITED', message);
+};
+
+/** Consumes one point; 429 with Retry-After when none is left. A limiter's own failure lets the request through. */
+async function consume(
+  l: RateLimiterRedis,
+  key: string,
+  reply: FastifyReply,
+  message: (res: RateLimiterRes) => string,
+): Promise<void> {
+  try {
+    await l.consume(key);
+  } catch (e) {
+    if (e instanceof RateLimiterRes) throw tooMany(reply, e, message(e));
+    reply.log.warn({ err: String(e) }, 'rate limiter failed; request not counted');
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Called by auth before it looks a key up and when a key fails: brute force is limited per address. */
+    authFailures: {
+      /** 429 when this address has failed too often this minute (no key is looked up then). */
+      check(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+      record(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+    };
+  }
+}
+
+const UNLIMITED = new Set(['/healthz', '/readyz']);
 
 /**
- * Per-key rate limits, counted in Redis so that every API process shares them: each key (each
- * client address on routes without a key) may make `perMinute` requests a minute; beyond that,
- * 429 with `Retry-After`. Counted after authentication, so the count is the key's, not the string
- * a client sends. Health checks are not limited; if Redis is down the limit is not enforced
- * rather than the API refusing everything.
+ * Rate limits, counted in Redis so that every API process shares them: each key (each client
+ * address on routes without a key) may make `perMinute` requests a minute, and each address may
+ * fail authentication `authFailuresPerMinute` times; beyond either, 429 with `Retry-After`.
+ * Counted after authentication, so a key's count is the key's, not the string a client sends.
+ * Health checks are not limited. While Redis is down every process counts on its own.
  */
-export async function registerRateLimit(
-  app: FastifyInstance,
-  redis: Redis,
-  perMinute: number,
-  prefix: string,
-): Promise<void> {
-  await app.register(rateLimit, {
-    global: true,
-    hook: 'preHandler',
-    max: perMinute,
-    timeWindow: 60_000,
-    redis,
-    nameSpace: `${prefix}:rate:`,
-    skipOnError: true,
-    keyGenerator: (request) => (request.identity ? `key:${request.identity.keyId}` : `ip:${request.ip}`),
-    allowList: (request) => ['/healthz', '/readyz'].includes(request.url.split('?')[0]!),
-    errorResponseBuilder: (_request, context) =>
-      new RetortError(
-        'RETORT_RATE_LIMITED',
-        `Rate limit: ${context.max} requests a minute; try again in ${Math.ceil(context.ttl / 1000)} s.`,
-      ),
+export function registerRateLimit(app: FastifyInstance, redis: Redis, limits: RateLimits): void {
+  const requests = limiter(redis, `${limits.prefix}:rate:req`, limits.perMinute);
+  const failures = limiter(redis, `${limits.prefix}:rate:authfail`, limits.authFailuresPerMinute);
+  app.decorate('authFailures', {
+    async check(request, reply) {
+      const res = await failures.get(`ip:${request.ip}`).catch(() => null);
+      if (res && res.consumedPoints >= limits.authFailuresPerMinute)
+        throw tooMany(
+          reply,
+          res,
+          `Too many failed authentications from this address; try again in ${Math.ceil(res.msBeforeNext / 1000)} s.`,
+        );
+    },
+    async record(request, reply) {
+      await consume(
+        failures,
+        `ip:${request.ip}`,
+        reply,
+        (r) =>
+          `Too many failed authentications from this address; try again in ${Math.ceil(r.msBeforeNext / 1000)} s.`,
+      );
+    },
+  });
+  app.addHook('preHandler', async (request, reply) => {
+    if (UNLIMITED.has(request.url.split('?')[0]!)) return;
+    const key = request.identity ? `key:${request.identity.keyId}` : `ip:${request.ip}`;
+    await consume(
+      requests,
+      key,
+      reply,
+      (r) =>
+        `Rate limit: ${limits.perMinute} requests a minute; try again in ${Math.ceil(r.msBeforeNext / 1000)} s.`,
+    );
   });
 }

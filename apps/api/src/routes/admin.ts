@@ -12,17 +12,36 @@ import {
   revokeKey,
   SCOPES,
   type Scope,
+  setTeamDataRoots,
+  type TeamRecord,
 } from '@retort/db';
 import { ErrorBodySchema, RetortError } from '@retort/spec';
+import { checkTeamRoots } from '@retort/uri-policy';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { isUuid } from './ids.js';
+import { BigIdSchema, isUuid } from './ids.js';
 
 const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
+
+const DataRootsSchema = Type.Union(
+  [
+    Type.Array(Type.String({ minLength: 1, maxLength: 1000 }), {
+      minItems: 1,
+      maxItems: 100,
+      uniqueItems: true,
+    }),
+    Type.Null(),
+  ],
+  {
+    description:
+      "Absolute folders inside the server's `RETORT_DATA_ROOTS` that the team's `file://` URIs must fall within (symlinks resolved first); `null`: all of them.",
+  },
+);
 
 const TeamSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   name: Type.String(),
+  dataRoots: DataRootsSchema,
   createdAt: Type.String({ format: 'date-time' }),
 });
 const KeySchema = Type.Object({
@@ -49,10 +68,29 @@ const AuditSchema = Type.Object({
 });
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
-const teamResource = (t: { id: string; name: string; createdAt: Date }) => ({
-  ...t,
+const teamResource = (t: TeamRecord) => ({
+  id: t.id,
+  name: t.name,
+  dataRoots: t.dataRoots,
   createdAt: t.createdAt.toISOString(),
 });
+
+/** Team data roots as given, checked against the server's; 400 listing every bad entry. */
+function teamRoots(given: string[] | null | undefined, globalRoots: string[]): string[] | null {
+  if (given === undefined || given === null) return null;
+  const { roots, problems } = checkTeamRoots(given, globalRoots, '/body/dataRoots');
+  if (problems.length > 0)
+    throw new RetortError('RETORT_REQUEST_INVALID', 'Some data roots cannot be used.', problems);
+  return roots;
+}
+
+const operatorsOnly = (identity: KeyIdentity, what: string) => {
+  if (!identity.operator)
+    throw new RetortError(
+      'RETORT_FORBIDDEN',
+      `Only an operator's key (an admin key of the default team) ${what}.`,
+    );
+};
 const keyResource = (k: KeyRecord) => ({
   ...k,
   createdAt: k.createdAt.toISOString(),
@@ -72,8 +110,8 @@ async function manageableTeam(db: Db, identity: KeyIdentity, teamId: string) {
  * Teams, their API keys and the audit log. Every route needs the `admin` scope; an admin key of the
  * default team (an operator's) reaches every team, any other admin key only its own.
  */
-export function adminRoutes(app: FastifyInstance, db: Db): void {
-  app.post<{ Body: { name: string } }>(
+export function adminRoutes(app: FastifyInstance, db: Db, globalDataRoots: string[]): void {
+  app.post<{ Body: { name: string; dataRoots?: string[] | null } }>(
     '/v1/admin/teams',
     {
       config: { scope: 'admin' },
@@ -88,6 +126,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
               pattern: '^[a-z0-9][a-z0-9_-]{0,62}$',
               description: 'Lower case, digits, - and _.',
             }),
+            dataRoots: Type.Optional(DataRootsSchema),
           },
           { additionalProperties: false },
         ),
@@ -95,14 +134,50 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
       },
     },
     async (request, reply) => {
-      if (!request.identity.operator)
-        throw new RetortError(
-          'RETORT_FORBIDDEN',
-          "Only an operator's key (an admin key of the default team) creates teams.",
-        );
-      const team = await createTeam(db, request.body.name);
+      operatorsOnly(request.identity, 'creates teams');
+      const dataRoots = teamRoots(request.body.dataRoots, globalDataRoots);
+      const team = await createTeam(db, { name: request.body.name, dataRoots });
       request.auditTarget = team.id;
       return reply.status(201).send(teamResource(team));
+    },
+  );
+
+  app.get<{ Params: { teamId: string } }>(
+    '/v1/admin/teams/:teamId',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'One team',
+        description: 'Any team for an operator; your own otherwise.',
+        tags: ['admin'],
+        params: Type.Object({ teamId: Type.String() }),
+        response: { 200: TeamSchema, ...errors },
+      },
+    },
+    async (request) => teamResource(await manageableTeam(db, request.identity, request.params.teamId)),
+  );
+
+  app.patch<{ Params: { teamId: string }; Body: { dataRoots?: string[] | null } }>(
+    '/v1/admin/teams/:teamId',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Change a team',
+        description:
+          'Operators only. `dataRoots` replaces the team’s data roots (`null`: all of `RETORT_DATA_ROOTS`); runs submitted from then on, and runs that start from then on, are held to them.',
+        tags: ['admin'],
+        params: Type.Object({ teamId: Type.String() }),
+        body: Type.Object({ dataRoots: Type.Optional(DataRootsSchema) }, { additionalProperties: false }),
+        response: { 200: TeamSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const team = await manageableTeam(db, request.identity, request.params.teamId);
+      operatorsOnly(request.identity, 'changes teams');
+      if (request.body.dataRoots === undefined) return teamResource(team);
+      const updated = await setTeamDataRoots(db, team.id, teamRoots(request.body.dataRoots, globalDataRoots));
+      if (!updated) throw new RetortError('RETORT_NOT_FOUND', `No team ${team.id}.`);
+      return teamResource(updated);
     },
   );
 
@@ -219,7 +294,7 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
         tags: ['admin'],
         querystring: Type.Object({
           limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
-          cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+          cursor: Type.Optional(BigIdSchema('The previous page’s nextCursor')),
           teamId: Type.Optional(Type.String({ format: 'uuid' })),
         }),
         response: {

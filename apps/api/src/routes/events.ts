@@ -1,11 +1,17 @@
 import { type Db, getRun, pointsOf, runEventsAfter } from '@retort/db';
-import { ErrorBodySchema } from '@retort/spec';
+import { ErrorBodySchema, RetortError } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { type EndReason, sleep } from '../plugins/long-requests.js';
+import { BigIdSchema } from './ids.js';
 import { checkRunId } from './runs.js';
+
+const EventIdSchema = BigIdSchema('An event id, as sent in `id:` lines.');
 
 const ENDED = new Set(['succeeded', 'failed', 'canceled']);
 const HEARTBEAT_MS = 15_000;
+/** Recorded events read from Postgres at a time while replaying. */
+const PAGE = 200;
 
 /**
  * `GET /v1/runs/{id}/events`: the run's history and then its life as Server-Sent Events. Each
@@ -22,15 +28,18 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
         summary: "A run's events, live (Server-Sent Events)",
         description:
           'Events: `status` ({ status, reason, … }), `checkpoint` ({ artifactId, step, epoch, … }), `metrics` ({ fromStep, toStep, names, points: [{ name, step, value }] }), ' +
-          '`progress` ({ status, epoch, step, totalSteps }) and a last `end`. Resume with `Last-Event-ID` or `?after=<event id>`.',
+          '`progress` ({ status, epoch, step, totalSteps }) and a last `end`. Resume with `Last-Event-ID` or `?after=<event id>`. ' +
+          'A stream ended early says why in an `error` event ({ code, message }): `RETORT_UNAUTHENTICATED` (the key was revoked) or `RETORT_SHUTTING_DOWN` (reconnect). ' +
+          'A key may hold `RETORT_STREAMS_PER_KEY` streams and waits open at once (429 beyond).',
         params: Type.Object({ id: Type.String() }),
-        querystring: Type.Object({ after: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })) }),
-        headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })) }),
+        querystring: Type.Object({ after: Type.Optional(EventIdSchema) }),
+        headers: Type.Object({ 'last-event-id': Type.Optional(EventIdSchema) }),
         response: {
           200: Type.String({ description: 'text/event-stream' }),
           401: ErrorBodySchema,
           403: ErrorBodySchema,
           404: ErrorBodySchema,
+          429: ErrorBodySchema,
         },
       },
     },
@@ -40,6 +49,7 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
       await getRun(db, teamId, id); // 404 unless it is the team's
       const last = request.headers['last-event-id'];
       let cursor = BigInt((typeof last === 'string' ? last : undefined) ?? request.query.after ?? '0');
+      const held = app.longRequests.begin(request.identity); // 429 beyond the key's open streams
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -48,25 +58,40 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      let open = true;
-      res.on('close', () => {
-        open = false;
-      });
+      // One signal for every way the stream can end early: the client left, the key was revoked,
+      // or this process is stopping.
+      const gone = new AbortController();
+      const stop = AbortSignal.any([gone.signal, held.signal]);
+      res.on('close', () => gone.abort());
       let lastWrite = Date.now();
-      const send = (event: string, data: unknown, eventId?: bigint) => {
-        res.write(
+      /** Writes one event; waits while the client's socket is full (backpressure), or until the stream ends. */
+      const write = async (chunk: string) => {
+        lastWrite = Date.now();
+        if (res.write(chunk) || stop.aborted) return;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            stop.removeEventListener('abort', done);
+            resolve();
+          };
+          res.once('drain', done);
+          stop.addEventListener('abort', done, { once: true });
+        });
+      };
+      const send = (event: string, data: unknown, eventId?: bigint) =>
+        write(
           `${eventId !== undefined ? `id: ${eventId}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`,
         );
-        lastWrite = Date.now();
-      };
       let lastProgress = '';
       try {
-        while (open) {
+        while (!stop.aborted) {
           const run = await getRun(db, teamId, id);
           let ended = false;
+          // Replay in pages, each written (and drained) before the next is read.
           for (;;) {
-            const events = await runEventsAfter(db, id, cursor, 200);
+            const events = await runEventsAfter(db, id, cursor, PAGE);
             for (const e of events) {
+              if (stop.aborted) break;
               const data =
                 e.type === 'metrics'
                   ? {
@@ -78,31 +103,41 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
                       ),
                     }
                   : e.data;
-              send(e.type, data, e.id);
+              await send(e.type, data, e.id);
               cursor = e.id;
               if (e.type === 'status' && ENDED.has(String(e.data.status))) ended = true;
             }
-            if (events.length < 200) break;
+            if (events.length < PAGE || stop.aborted) break;
           }
+          if (stop.aborted) break;
           const progress = JSON.stringify({ status: run.status, ...toProgress(run) });
           if (progress !== lastProgress && !ENDED.has(run.status)) {
-            send('progress', JSON.parse(progress));
+            await send('progress', JSON.parse(progress));
             lastProgress = progress;
           }
           // The run read before the events: if it had ended, every event up to its end is out.
           if (ended || ENDED.has(run.status)) {
-            send('end', { status: run.status });
+            await send('end', { status: run.status });
             break;
           }
-          if (Date.now() - lastWrite > HEARTBEAT_MS) {
-            res.write(': keep-alive\n\n');
-            lastWrite = Date.now();
-          }
-          await new Promise((r) => setTimeout(r, pollMs));
+          if (Date.now() - lastWrite > HEARTBEAT_MS) await write(': keep-alive\n\n');
+          await sleep(pollMs, stop);
+        }
+        const why = held.signal.aborted ? (held.signal.reason as EndReason) : null;
+        if (why && !gone.signal.aborted) {
+          const error =
+            why === 'revoked'
+              ? new RetortError('RETORT_UNAUTHENTICATED', 'The API key was revoked; the stream ends.')
+              : new RetortError(
+                  'RETORT_SHUTTING_DOWN',
+                  'This API process is stopping; reconnect with Last-Event-ID to continue.',
+                );
+          res.write(`event: error\ndata: ${JSON.stringify(error.toJSON())}\n\n`);
         }
       } catch (e) {
         request.log.warn({ err: String(e) }, 'event stream stopped');
       } finally {
+        held.close();
         res.end();
       }
     },

@@ -12,6 +12,7 @@ import {
 import { ArtifactSchema, ErrorBodySchema, MetricSeriesSchema, RetortError } from '@retort/spec';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
+import { INT4_MAX, isUuid } from './ids.js';
 import { checkRunId } from './runs.js';
 
 const errors = { 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
@@ -39,7 +40,10 @@ function sendArtifact(
 
 /** Metrics, artifacts and the trained model of a run. */
 export function runDataRoutes(app: FastifyInstance, db: Db): void {
-  app.get<{ Params: { id: string }; Querystring: { name?: string; fromStep?: number; maxPoints?: number } }>(
+  app.get<{
+    Params: { id: string };
+    Querystring: { name?: string; fromStep?: number; maxPoints?: number; limit: number };
+  }>(
     '/v1/runs/:id/metrics',
     {
       config: { scope: 'runs:read' },
@@ -47,12 +51,21 @@ export function runDataRoutes(app: FastifyInstance, db: Db): void {
         summary: "A run's metric series",
         description:
           'Series by name (`loss`, `loss_kd`, `loss_ce` per step; `val_loss`, `val_accuracy`, `val_agreement` per epoch). ' +
-          'With `maxPoints`, a longer series is cut into that many buckets of consecutive points, each answered by its last step and mean value.',
+          'With `maxPoints`, a longer series is cut into that many buckets of consecutive points, each answered by its last step and mean value. ' +
+          'Without it, each series answers at most `limit` points from `fromStep` on, and `nextFromStep` says where the rest begins.',
         params: IdParams,
         querystring: Type.Object({
-          name: Type.Optional(Type.String({ description: 'Comma-separated series names; all when absent.' })),
-          fromStep: Type.Optional(Type.Integer({ minimum: 0 })),
+          name: Type.Optional(
+            Type.String({ maxLength: 2000, description: 'Comma-separated series names; all when absent.' }),
+          ),
+          fromStep: Type.Optional(Type.Integer({ minimum: 0, maximum: INT4_MAX })),
           maxPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+          limit: Type.Integer({
+            minimum: 1,
+            maximum: 100_000,
+            default: 10_000,
+            description: 'Without `maxPoints`: the most points per series in one answer.',
+          }),
         }),
         response: { 200: MetricSeriesSchema, ...errors },
       },
@@ -67,6 +80,7 @@ export function runDataRoutes(app: FastifyInstance, db: Db): void {
         names,
         fromStep: request.query.fromStep,
         maxPoints: request.query.maxPoints,
+        limit: request.query.limit,
       });
     },
   );
@@ -125,7 +139,7 @@ export function runDataRoutes(app: FastifyInstance, db: Db): void {
         description:
           "`model.json` and the weight files it names; its paths are relative, so `tf.loadLayersModel('<base>/v1/runs/<id>/model/model.json', " +
           "{ requestInit: { headers: { Authorization: 'Bearer <key>' } } })` loads it. 404 until the run has succeeded.",
-        params: Type.Object({ id: Type.String(), file: Type.String() }),
+        params: Type.Object({ id: Type.String(), file: Type.String({ maxLength: 200 }) }),
         response: { 200: Type.Unknown(), ...errors },
       },
     },
@@ -146,7 +160,7 @@ export function runDataRoutes(app: FastifyInstance, db: Db): void {
 }
 
 async function ownArtifact(db: Db, teamId: string, id: string) {
-  const a = /^[0-9a-f-]{36}$/i.test(id) ? await getArtifact(db, id) : null;
+  const a = isUuid(id) ? await getArtifact(db, id) : null;
   if (!a || a.teamId !== teamId)
     throw new RetortError('RETORT_ARTIFACT_NOT_FOUND', `artifact ${id} not found`);
   return a;

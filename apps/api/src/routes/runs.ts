@@ -1,6 +1,7 @@
 import {
   type Db,
   getRun,
+  type KeyIdentity,
   listRuns,
   requestCancel,
   requestPause,
@@ -11,6 +12,7 @@ import {
 import type { RunProducer } from '@retort/queue';
 import {
   ErrorBodySchema,
+  isRetortError,
   RetortError,
   RunSchema,
   type RunSpec,
@@ -20,6 +22,7 @@ import {
 } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
+import { sleep } from '../plugins/long-requests.js';
 import { applyTransition, contextProblems, type SubmitDeps, submitRun } from '../services/submit-run.js';
 import { isUuid } from './ids.js';
 
@@ -38,22 +41,36 @@ const WaitQuery = {
 const ENDED = new Set(['succeeded', 'failed', 'canceled']);
 const WAIT_POLL_MS = 500;
 
-/** The run once it has ended, or as it stands after `timeoutS` seconds or when the client has gone (`res` closed). */
-async function waitForEnd(db: Db, teamId: string, id: string, timeoutS: number, raw: NodeJS.EventEmitter) {
-  const deadline = Date.now() + timeoutS * 1000;
-  let gone = false;
-  const onClose = () => {
-    gone = true;
-  };
+/**
+ * The run once it has ended, or as it stands after `timeoutS` seconds, when the client has gone
+ * (`raw` closed) or when this process stops. A key revoked meanwhile answers 401. Counts against
+ * the key's open streams and waits.
+ */
+async function waitForEnd(
+  app: FastifyInstance,
+  db: Db,
+  identity: KeyIdentity,
+  id: string,
+  timeoutS: number,
+  raw: NodeJS.EventEmitter,
+) {
+  const held = app.longRequests.begin(identity);
+  const gone = new AbortController();
+  const onClose = () => gone.abort();
   raw.once('close', onClose);
+  const stop = AbortSignal.any([gone.signal, held.signal]);
+  const deadline = Date.now() + timeoutS * 1000;
   try {
     for (;;) {
-      const run = await getRun(db, teamId, id);
-      if (ENDED.has(run.status) || gone || Date.now() >= deadline) return run;
-      await new Promise((r) => setTimeout(r, Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now()))));
+      const run = await getRun(db, identity.teamId, id);
+      if (held.signal.reason === 'revoked')
+        throw new RetortError('RETORT_UNAUTHENTICATED', 'The API key was revoked while the request waited.');
+      if (ENDED.has(run.status) || stop.aborted || Date.now() >= deadline) return run;
+      await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), stop);
     }
   } finally {
     raw.removeListener('close', onClose);
+    held.close();
   }
 }
 
@@ -79,7 +96,7 @@ const ListQuery = Type.Object({
     }),
   ),
   limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-  cursor: Type.Optional(Type.String()),
+  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'The previous page’s nextCursor.' })),
 });
 
 export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; producer: RunProducer }): void {
@@ -110,10 +127,9 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
       },
     },
     async (request, reply) => {
-      const teamId = request.identity.teamId;
       const spec = request.body;
       if (request.query.dryRun) {
-        const problems = await contextProblems(deps, teamId, spec, true);
+        const problems = await contextProblems(deps, request.identity, spec, true);
         if (problems.length > 0)
           throw new RetortError(
             'RETORT_SPEC_INVALID',
@@ -122,10 +138,26 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
           );
         return reply.status(200).send({ valid: true, spec });
       }
-      const { run, created } = await submitRun(deps, teamId, spec, request.headers['idempotency-key']);
+      const { run, created } = await submitRun(
+        deps,
+        request.identity,
+        spec,
+        request.headers['idempotency-key'],
+      );
       request.auditTarget = run.id;
+      // The run exists now: a wait that cannot go on (Postgres gone meanwhile) answers with the run
+      // as created, never with an error that would read as "not submitted".
       const answer = request.query.wait
-        ? await waitForEnd(deps.db, teamId, run.id, request.query.timeout, reply.raw)
+        ? await waitForEnd(app, deps.db, request.identity, run.id, request.query.timeout, reply.raw).catch(
+            (e: unknown) => {
+              if (isRetortError(e) && e.code === 'RETORT_UNAUTHENTICATED') throw e;
+              request.log.warn(
+                { runId: run.id, err: String(e) },
+                'wait ended early; answering the run as created',
+              );
+              return run;
+            },
+          )
         : run;
       return reply.status(created ? 201 : 200).send(toRunResource(answer));
     },
@@ -193,7 +225,7 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
       const run = await getRun(deps.db, teamId, checkRunId(request.params.id));
       return toRunResource(
         request.query.wait
-          ? await waitForEnd(deps.db, teamId, run.id, request.query.timeout, reply.raw)
+          ? await waitForEnd(app, deps.db, request.identity, run.id, request.query.timeout, reply.raw)
           : run,
       );
     },

@@ -9,16 +9,11 @@ import {
   type WebhookEvent,
   type WebhookRecord,
 } from '@retort/db';
-import {
-  ErrorBodySchema,
-  isRetortError,
-  RetortError,
-  resolvePublicAddress,
-  type UriPolicy,
-} from '@retort/spec';
+import { ErrorBodySchema, RetortError } from '@retort/spec';
+import { describeRefusal, resolvePublicAddress, type UriPolicy } from '@retort/uri-policy';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { isUuid } from './ids.js';
+import { BigIdSchema, isUuid } from './ids.js';
 
 const errors = { 400: ErrorBodySchema, 401: ErrorBodySchema, 403: ErrorBodySchema, 404: ErrorBodySchema };
 const WebhookParams = Type.Object({ webhookId: Type.String() });
@@ -71,14 +66,14 @@ async function checkUrl(url: string, policy: UriPolicy): Promise<void> {
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad('must be http:// or https://');
   if (u.username || u.password) throw bad('must not carry credentials');
   try {
-    await resolvePublicAddress(u.hostname, policy, url);
+    await resolvePublicAddress(u.hostname, policy);
   } catch (e) {
-    throw bad(isRetortError(e) ? e.message : String(e));
+    throw bad(describeRefusal(e));
   }
 }
 
 /** A team's webhooks for run events, and their deliveries. */
-export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): void {
+export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy, maxPerTeam: number): void {
   app.post<{ Body: { url: string; events: WebhookEvent[]; description?: string } }>(
     '/v1/webhooks',
     {
@@ -89,7 +84,8 @@ export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): 
         description:
           "Retort POSTs each of the team's run events named in `events` to `url` as JSON, signed: the `Retort-Signature` header is " +
           '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the secret>`. The secret is in this answer only. ' +
-          'A delivery that gets no 2xx is retried with exponential backoff; `GET /v1/webhooks/{id}/deliveries` lists every attempt.',
+          'A delivery that gets no 2xx is retried with exponential backoff; `GET /v1/webhooks/{id}/deliveries` lists every attempt. ' +
+          'A team has at most `RETORT_WEBHOOKS_PER_TEAM` webhooks (409 `RETORT_LIMIT_REACHED` beyond).',
         body: Type.Object(
           {
             url: Type.String({ minLength: 1, maxLength: 2000 }),
@@ -99,6 +95,7 @@ export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): 
           { additionalProperties: false },
         ),
         response: {
+          409: ErrorBodySchema,
           201: Type.Object({
             ...WebhookSchema.properties,
             secret: Type.String({ description: 'Signs the deliveries; shown this once.' }),
@@ -109,10 +106,11 @@ export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): 
     },
     async (request, reply) => {
       await checkUrl(request.body.url, policy);
-      const { webhook, secret } = await createWebhook(db, {
-        teamId: request.identity.teamId,
-        ...request.body,
-      });
+      const { webhook, secret } = await createWebhook(
+        db,
+        { teamId: request.identity.teamId, ...request.body },
+        maxPerTeam,
+      );
       request.auditTarget = webhook.id;
       return reply.status(201).send({ ...resource(webhook), secret });
     },
@@ -166,7 +164,7 @@ export function webhookRoutes(app: FastifyInstance, db: Db, policy: UriPolicy): 
         params: WebhookParams,
         querystring: Type.Object({
           limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-          cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+          cursor: Type.Optional(BigIdSchema('The previous page’s nextCursor')),
         }),
         response: {
           200: Type.Object({

@@ -1,23 +1,37 @@
 import { createRun, type Db, getRunById, type RunRow, type Transition } from '@retort/db';
 import type { RunProducer } from '@retort/queue';
-import { checkSpecUris, type ErrorDetail, RetortError, type RunSpec, type UriPolicy } from '@retort/spec';
+import { type ErrorDetail, RetortError, type RunSpec } from '@retort/spec';
+import { checkSpecUris, policyForTeam, type UriPolicy } from '@retort/uri-policy';
+import { withDeadline } from './deadline.js';
 
 export interface SubmitDeps {
   db: Db;
   producer: RunProducer;
+  /** The server's policy; each team's runs are held to the team's data roots within it. */
   policy: UriPolicy;
   checkUris: boolean;
+  /** Queue calls that take longer are left to the reconciler (the run is in Postgres already). */
+  redisTimeoutMs: number;
   log?: { warn(obj: object, msg: string): void };
+}
+
+/** Who submits: the team, and the data roots its runs are held to (null: all of the server's). */
+export interface Submitter {
+  teamId: string;
+  dataRoots: string[] | null;
 }
 
 /** Problems a spec can only have in the context of this server: URIs, teacher runs. */
 export async function contextProblems(
   deps: SubmitDeps,
-  teamId: string,
+  team: Submitter,
   spec: RunSpec,
   checkUris: boolean,
 ): Promise<ErrorDetail[]> {
-  const problems: ErrorDetail[] = checkUris ? await checkSpecUris(spec, deps.policy) : [];
+  const teamId = team.teamId;
+  const problems: ErrorDetail[] = checkUris
+    ? await checkSpecUris(spec, policyForTeam(deps.policy, team.dataRoots))
+    : [];
   const runTeachers = [
     ...(spec.teacher && 'run' in spec.teacher ? [{ path: '/teacher/run', id: spec.teacher.run }] : []),
     ...(spec.teachers ?? []).flatMap((t, i) =>
@@ -43,11 +57,12 @@ export async function contextProblems(
  */
 export async function submitRun(
   deps: SubmitDeps,
-  teamId: string,
+  team: Submitter,
   spec: RunSpec,
   idempotencyKey: string | undefined,
 ): Promise<{ run: RunRow; created: boolean }> {
-  const problems = await contextProblems(deps, teamId, spec, deps.checkUris);
+  const teamId = team.teamId;
+  const problems = await contextProblems(deps, team, spec, deps.checkUris);
   if (problems.length > 0) {
     throw new RetortError(
       'RETORT_SPEC_INVALID',
@@ -57,12 +72,14 @@ export async function submitRun(
   }
   const { run, created } = await createRun(deps.db, { teamId, spec, idempotencyKey });
   if (!created) return { run, created };
-  // Postgres holds the run now; if Redis cannot take the queue entry, the reconciler adds it later.
-  await deps.producer
-    .enqueue({ runId: run.id, dispatch: run.dispatch, pool: spec.resources.pool, priority: spec.priority })
-    .catch((e) =>
-      deps.log?.warn({ runId: run.id, err: String(e) }, 'could not enqueue; the reconciler will'),
-    );
+  // Postgres holds the run now; if Redis cannot take the queue entry (down, or slow), the
+  // reconciler adds it later, so the answer is 201 either way.
+  await enqueue(deps, {
+    runId: run.id,
+    dispatch: run.dispatch,
+    pool: spec.resources.pool,
+    priority: spec.priority,
+  });
   return { run, created };
 }
 
@@ -73,13 +90,26 @@ export async function applyTransition(
   signal: 'cancel' | 'pause',
 ): Promise<void> {
   const { run } = t;
-  if (t.dequeue) await deps.producer.removeQueued(run.pool, run.id, run.dispatch).catch(() => false);
-  if (t.enqueue) {
-    await deps.producer
-      .enqueue({ runId: run.id, dispatch: run.dispatch, pool: run.pool, priority: run.priority })
-      .catch((e) =>
-        deps.log?.warn({ runId: run.id, err: String(e) }, 'could not enqueue; the reconciler will'),
-      );
-  }
-  if (t.signalWorker) await deps.producer.sendControl({ type: signal, runId: run.id }).catch(() => {});
+  const ms = deps.redisTimeoutMs;
+  // A stale queue entry is harmless (its dispatch no longer matches); the worker also reads the
+  // cancel/pause flag in Postgres at its next progress write if the signal is lost.
+  if (t.dequeue)
+    await withDeadline(deps.producer.removeQueued(run.pool, run.id, run.dispatch), ms, 'dequeue').catch(
+      () => false,
+    );
+  if (t.enqueue)
+    await enqueue(deps, { runId: run.id, dispatch: run.dispatch, pool: run.pool, priority: run.priority });
+  if (t.signalWorker)
+    await withDeadline(deps.producer.sendControl({ type: signal, runId: run.id }), ms, 'signal').catch(
+      () => {},
+    );
+}
+
+async function enqueue(
+  deps: SubmitDeps,
+  entry: { runId: string; dispatch: number; pool: string; priority: number },
+): Promise<void> {
+  await withDeadline(deps.producer.enqueue(entry), deps.redisTimeoutMs, 'enqueue').catch((e) =>
+    deps.log?.warn({ runId: entry.runId, err: String(e) }, 'could not enqueue; the reconciler will'),
+  );
 }

@@ -1,15 +1,7 @@
 import { createHmac } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
 import { claimDueDeliveries, type Db, type DueDelivery, recordDeliveryAttempt } from '@retort/db';
-import {
-  type AcceptSpec,
-  pinnedLookup,
-  type RunSummary,
-  resolvePublicAddress,
-  type UriPolicy,
-  verdictOf,
-} from '@retort/spec';
+import { type AcceptSpec, type RunSummary, verdictOf } from '@retort/spec';
+import { describeRefusal, pinnedRequest, type UriPolicy } from '@retort/uri-policy';
 
 export interface WebhookSettings {
   /** How often the outbox is looked at, in ms. */
@@ -18,8 +10,12 @@ export interface WebhookSettings {
   retryBaseMs: number;
   /** Attempts before a delivery is given up. */
   maxAttempts: number;
-  /** How long an endpoint has to answer. */
+  /** How long an endpoint has to answer, all told (connection, TLS, status line and headers). */
   timeoutMs: number;
+  /** Deliveries in flight at once from this process. */
+  concurrency: number;
+  /** Of those, the most for one team, so that a slow endpoint holds up only its own team. */
+  concurrencyPerTeam: number;
 }
 
 export const SIGNATURE_HEADER = 'Retort-Signature';
@@ -46,51 +42,20 @@ export function deliveryBody(d: Pick<DueDelivery, 'id' | 'payload'>): string {
   });
 }
 
-/** One POST to a webhook, to the address that passed the check; no redirects are followed. */
-async function post(
-  url: string,
-  headers: Record<string, string>,
-  body: string,
-  policy: UriPolicy,
-  timeoutMs: number,
-): Promise<number> {
-  const u = new URL(url);
-  const pinned = await resolvePublicAddress(u.hostname, policy, url);
-  const lookup = pinnedLookup(pinned);
-  return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? https : http).request(
-      u,
-      {
-        method: 'POST',
-        lookup,
-        timeout: timeoutMs,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          ...headers,
-        },
-      },
-      (res) => {
-        res.resume(); // the answer's body is not kept
-        res.on('end', () => resolve(res.statusCode ?? 0));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 /**
- * Sends the outbox: every `pollMs` it leases the deliveries that are due, POSTs each, signed, and
- * records the attempt; a failure (no answer, or not 2xx) is retried after retryBaseMs × 2^(n−1),
+ * Sends the outbox. Deliveries that are due are leased from Postgres and POSTed, signed, each on its
+ * own: an attempt has a deadline for the whole exchange, the endpoint's answer body is never read,
+ * and each attempt is recorded as soon as it ends, so one endpoint that answers slowly (or streams
+ * without end) delays nothing but its own deliveries. Slots are shared fairly: no team has more
+ * than `concurrencyPerTeam` in flight, and each claim takes the oldest due deliveries of every
+ * team in turn. A failure (no answer in time, or not 2xx) is retried after retryBaseMs × 2^(n−1),
  * up to maxAttempts. The outbox is in Postgres, so a restart loses nothing, and several API
  * processes share it without sending a delivery twice at once.
  */
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private claiming: Promise<void> | undefined;
+  private readonly inFlight = new Map<bigint, { teamId: string; done: Promise<void> }>();
   private stopped = false;
 
   constructor(
@@ -101,31 +66,54 @@ export class WebhookDispatcher {
   ) {}
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.sendDue()
-        .catch((e) => this.log.warn({ err: String(e) }, 'webhook outbox: could not read it'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.s.pollMs);
-        });
-    };
-    tick();
+    this.stopped = false;
+    this.schedule(0);
   }
 
+  /** Stops claiming and waits for the attempts in flight (each ends by its deadline). */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    clearTimeout(this.timer);
+    await this.claiming;
+    await Promise.all([...this.inFlight.values()].map((f) => f.done));
   }
 
-  /** One pass over what is due; returns when every delivery it took has been tried. */
-  async sendDue(): Promise<void> {
-    for (;;) {
-      const due = await claimDueDeliveries(this.db, 20, Math.max(60_000, 2 * this.s.timeoutMs));
-      if (due.length === 0) return;
-      await Promise.all(due.map((d) => this.attempt(d)));
-      if (this.stopped) return;
-    }
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.fill(), ms);
+  }
+
+  /** Claims as many due deliveries as there are free slots and starts them. */
+  private fill(): Promise<void> {
+    if (this.claiming) return this.claiming;
+    this.claiming = (async () => {
+      try {
+        const free = this.s.concurrency - this.inFlight.size;
+        if (free <= 0 || this.stopped) return;
+        const busy = new Map<string, number>();
+        for (const f of this.inFlight.values()) busy.set(f.teamId, (busy.get(f.teamId) ?? 0) + 1);
+        const due = await claimDueDeliveries(this.db, {
+          limit: free,
+          perTeam: this.s.concurrencyPerTeam,
+          busy,
+          leaseMs: Math.max(60_000, 2 * this.s.timeoutMs),
+        });
+        for (const d of due) {
+          const done = this.attempt(d).finally(() => {
+            this.inFlight.delete(d.id);
+            this.schedule(0); // a slot is free: fill it now rather than at the next poll
+          });
+          this.inFlight.set(d.id, { teamId: d.teamId, done });
+        }
+      } catch (e) {
+        this.log.warn({ err: String(e) }, 'webhook outbox: could not read it');
+      } finally {
+        this.claiming = undefined;
+        this.schedule(this.s.pollMs);
+      }
+    })();
+    return this.claiming;
   }
 
   private async attempt(d: DueDelivery): Promise<void> {
@@ -134,32 +122,40 @@ export class WebhookDispatcher {
     let statusCode: number | null = null;
     let error: string | null = null;
     try {
-      statusCode = await post(
-        d.url,
-        {
+      const res = await pinnedRequest({
+        url: new URL(d.url),
+        method: 'POST',
+        headers: {
           'user-agent': 'Retort-Webhooks/1',
           'Retort-Event': d.event,
           'Retort-Delivery': d.id.toString(),
           [SIGNATURE_HEADER]: sign(d.secret, body, Math.floor(Date.now() / 1000)),
         },
         body,
-        this.policy,
-        this.s.timeoutMs,
-      );
+        allowPrivateAddresses: this.policy.allowPrivateAddresses,
+        deadlineMs: this.s.timeoutMs,
+        answerBody: 'discard',
+      });
+      statusCode = res.status;
       if (statusCode < 200 || statusCode >= 300) error = `HTTP ${statusCode}`;
     } catch (e) {
-      error = e instanceof Error ? e.message : String(e);
+      error = describeRefusal(e);
     }
     const ok = error === null;
     const n = d.attempts + 1;
     const retryAt =
       ok || n >= this.s.maxAttempts ? null : new Date(Date.now() + this.s.retryBaseMs * 2 ** (n - 1));
-    await recordDeliveryAttempt(
-      this.db,
-      d.id,
-      { statusCode, error, durationMs: Math.round(performance.now() - started), ok },
-      retryAt,
-    );
+    try {
+      await recordDeliveryAttempt(
+        this.db,
+        d.id,
+        { statusCode, error, durationMs: Math.round(performance.now() - started), ok },
+        retryAt,
+      );
+    } catch (e) {
+      // The lease runs out and the delivery comes due again: sent twice rather than lost.
+      this.log.warn({ delivery: d.id.toString(), err: String(e) }, 'webhook attempt not recorded');
+    }
     if (!ok && !retryAt) this.log.warn({ delivery: d.id.toString(), error }, 'webhook delivery given up');
   }
 }

@@ -9,8 +9,17 @@ export type Scope = (typeof SCOPES)[number];
 export interface TeamRecord {
   id: string;
   name: string;
+  /** Folders the team's file:// URIs must fall within; null: all of RETORT_DATA_ROOTS. */
+  dataRoots: string[] | null;
   createdAt: Date;
 }
+
+const toTeam = (t: { id: string; name: string; dataRoots: string[]; createdAt: Date }): TeamRecord => ({
+  id: t.id,
+  name: t.name,
+  dataRoots: t.dataRoots.length > 0 ? t.dataRoots : null,
+  createdAt: t.createdAt,
+});
 
 export interface KeyRecord {
   id: string;
@@ -34,11 +43,15 @@ const keyFields = {
   revokedAt: true,
 } as const;
 
-export async function createTeam(db: Db, name: string): Promise<TeamRecord> {
+export async function createTeam(
+  db: Db,
+  input: { name: string; dataRoots?: string[] | null | undefined },
+): Promise<TeamRecord> {
+  const { name } = input;
   const existing = await db.prisma.team.findUnique({ where: { name } });
   if (existing) throw new RetortError('RETORT_CONFLICT', `A team named "${name}" exists already.`);
   try {
-    return await db.prisma.team.create({ data: { name } });
+    return toTeam(await db.prisma.team.create({ data: { name, dataRoots: input.dataRoots ?? [] } }));
   } catch (e) {
     if ((e as { code?: string }).code === 'P2002')
       throw new RetortError('RETORT_CONFLICT', `A team named "${name}" exists already.`);
@@ -47,11 +60,26 @@ export async function createTeam(db: Db, name: string): Promise<TeamRecord> {
 }
 
 export async function listTeams(db: Db, only?: string): Promise<TeamRecord[]> {
-  return db.prisma.team.findMany({ where: only ? { id: only } : {}, orderBy: { createdAt: 'asc' } });
+  const rows = await db.prisma.team.findMany({
+    where: only ? { id: only } : {},
+    orderBy: { createdAt: 'asc' },
+  });
+  return rows.map(toTeam);
 }
 
 export async function getTeam(db: Db, id: string): Promise<TeamRecord | null> {
-  return db.prisma.team.findUnique({ where: { id } });
+  const t = await db.prisma.team.findUnique({ where: { id } });
+  return t ? toTeam(t) : null;
+}
+
+/** Changes a team's data roots (null: all of RETORT_DATA_ROOTS); null when there is no such team. */
+export async function setTeamDataRoots(
+  db: Db,
+  id: string,
+  dataRoots: string[] | null,
+): Promise<TeamRecord | null> {
+  const r = await db.prisma.team.updateMany({ where: { id }, data: { dataRoots: dataRoots ?? [] } });
+  return r.count > 0 ? getTeam(db, id) : null;
 }
 
 /**

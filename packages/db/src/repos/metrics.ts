@@ -64,28 +64,48 @@ export interface SeriesQuery {
   fromStep?: number | undefined;
   /** When a series has more points, consecutive points are averaged into this many buckets. */
   maxPoints?: number | undefined;
+  /** Without `maxPoints`: at most this many points per series, from `fromStep` on; the rest by paging. */
+  limit: number;
 }
 
 /**
  * Metric series of a run, by step. With `maxPoints`, a longer series is cut into that many buckets
  * of consecutive points; each bucket answers with its last step and the mean of its values.
+ * Without it, each series answers at most `limit` points and says where the next page starts, so
+ * a read never loads a whole long series.
  */
 export async function getSeries(db: Db, runId: string, q: SeriesQuery): Promise<MetricSeries> {
-  const { rows } = await db.pool.query<{ name: string; step: number; value: number }>(
-    `WITH pts AS (
-       SELECT name, step, value,
-              count(*) OVER (PARTITION BY name) AS n,
-              row_number() OVER (PARTITION BY name ORDER BY step) - 1 AS i
-         FROM metric_points
-        WHERE run_id = $1
-          AND ($2::text[] IS NULL OR name = ANY($2))
-          AND step >= $3)
-     SELECT name, max(step) AS step, avg(value) AS value
-       FROM pts
-      GROUP BY name, CASE WHEN $4::int IS NULL OR n <= $4 THEN i ELSE floor(i * $4::float8 / n) END
-      ORDER BY name, max(step)`,
-    [runId, q.names?.length ? q.names : null, q.fromStep ?? 0, q.maxPoints ?? null],
-  );
+  const names = q.names?.length ? q.names : null;
+  const fromStep = q.fromStep ?? 0;
+  const { rows } =
+    q.maxPoints !== undefined
+      ? await db.pool.query<{ name: string; step: number; value: number }>(
+          `WITH pts AS (
+             SELECT name, step, value,
+                    count(*) OVER (PARTITION BY name) AS n,
+                    row_number() OVER (PARTITION BY name ORDER BY step) - 1 AS i
+               FROM metric_points
+              WHERE run_id = $1
+                AND ($2::text[] IS NULL OR name = ANY($2))
+                AND step >= $3)
+           SELECT name, max(step) AS step, avg(value) AS value
+             FROM pts
+            GROUP BY name, CASE WHEN n <= $4 THEN i ELSE floor(i * $4::float8 / n) END
+            ORDER BY name, max(step)`,
+          [runId, names, fromStep, q.maxPoints],
+        )
+      : await db.pool.query<{ name: string; step: number; value: number }>(
+          // One more than the limit, to know whether there is a next page.
+          `SELECT name, step, value FROM (
+             SELECT name, step, value, row_number() OVER (PARTITION BY name ORDER BY step) AS i
+               FROM metric_points
+              WHERE run_id = $1
+                AND ($2::text[] IS NULL OR name = ANY($2))
+                AND step >= $3) pts
+            WHERE i <= $4 + 1
+            ORDER BY name, step`,
+          [runId, names, fromStep, q.limit],
+        );
   const byName = new Map<string, [number, number][]>();
   for (const r of rows) {
     const pts = byName.get(r.name) ?? [];
@@ -93,5 +113,14 @@ export async function getSeries(db: Db, runId: string, q: SeriesQuery): Promise<
     pts.push([Number(r.step), Number(r.value)]);
   }
   const order = q.names?.length ? q.names.filter((n) => byName.has(n)) : [...byName.keys()];
-  return { series: order.map((name) => ({ name, points: byName.get(name) ?? [] })) };
+  return {
+    series: order.map((name) => {
+      const points = byName.get(name) ?? [];
+      if (q.maxPoints === undefined && points.length > q.limit) {
+        const next = points[q.limit]![0];
+        return { name, points: points.slice(0, q.limit), nextFromStep: next };
+      }
+      return { name, points };
+    }),
+  };
 }

@@ -141,12 +141,21 @@ function encodeCursor(r: Run): string {
   return Buffer.from(`${r.createdAt.toISOString()}|${r.id}`).toString('base64url');
 }
 
+/** Cursors are `<ISO time>|<uuid>`, base64url; anything else (forged, truncated) is refused with 400. */
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [ts, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  const [ts, id, ...rest] = Buffer.from(cursor, 'base64url').toString().split('|');
   const createdAt = new Date(ts ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) {
+  const time = createdAt.getTime();
+  if (
+    rest.length > 0 ||
+    !id ||
+    !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id) ||
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(ts ?? '') ||
+    Number.isNaN(time) ||
+    createdAt.toISOString() !== ts
+  ) {
     throw new RetortError('RETORT_REQUEST_INVALID', 'cursor is not one this server issued', [
-      { path: '/cursor', message: 'is invalid' },
+      { path: '/querystring/cursor', message: 'is not a cursor this server issued' },
     ]);
   }
   return { createdAt, id };

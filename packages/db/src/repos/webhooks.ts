@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { RetortError } from '@retort/spec';
 import type { Db } from '../client.js';
 
 export const WEBHOOK_EVENTS = [
@@ -28,21 +29,34 @@ const fields = {
   createdAt: true,
 } as const;
 
-/** A new webhook and its signing secret (returned here, once). */
+/**
+ * A new webhook and its signing secret (returned here, once). A team has at most `maxPerTeam`
+ * (counted under a lock on the team, so two at once cannot both slip under it).
+ */
 export async function createWebhook(
   db: Db,
   input: { teamId: string; url: string; events: WebhookEvent[]; description?: string | undefined },
+  maxPerTeam: number,
 ): Promise<{ webhook: WebhookRecord; secret: string }> {
   const secret = `whsec_${randomBytes(32).toString('base64url')}`;
-  const webhook = await db.prisma.webhook.create({
-    data: {
-      teamId: input.teamId,
-      url: input.url,
-      events: [...new Set(input.events)],
-      secret,
-      description: input.description ?? null,
-    },
-    select: fields,
+  const webhook = await db.prisma.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT id FROM teams WHERE id = ${input.teamId}::uuid FOR UPDATE`;
+    const n = await tx.webhook.count({ where: { teamId: input.teamId } });
+    if (n >= maxPerTeam)
+      throw new RetortError(
+        'RETORT_LIMIT_REACHED',
+        `The team has ${n} webhooks, the most this server keeps for one team; delete one first.`,
+      );
+    return tx.webhook.create({
+      data: {
+        teamId: input.teamId,
+        url: input.url,
+        events: [...new Set(input.events)],
+        secret,
+        description: input.description ?? null,
+      },
+      select: fields,
+    });
   });
   return { webhook, secret };
 }
@@ -103,6 +117,7 @@ export async function listDeliveries(
 
 export interface DueDelivery {
   id: bigint;
+  teamId: string;
   event: string;
   payload: unknown;
   attempts: number;
@@ -110,34 +125,74 @@ export interface DueDelivery {
   secret: string;
 }
 
+export interface ClaimDeliveries {
+  /** At most this many in all. */
+  limit: number;
+  /** At most this many of one team's in flight, counting `busy`. */
+  perTeam: number;
+  /** Deliveries already in flight, by team. */
+  busy: Map<string, number>;
+  /** Another process skips a claimed delivery this long; if this one dies, it comes due again after. */
+  leaseMs: number;
+}
+
 /**
- * Takes up to `limit` deliveries that are due, leasing them for `leaseMs` (another process skips
- * them meanwhile; if this one dies, they come due again when the lease ends).
+ * Leases deliveries that are due, fairly: each team's oldest first, teams taken in turn (the first
+ * due delivery of every team before the second of any), none beyond a team's share of slots.
  */
-export async function claimDueDeliveries(db: Db, limit: number, leaseMs: number): Promise<DueDelivery[]> {
+export async function claimDueDeliveries(db: Db, c: ClaimDeliveries): Promise<DueDelivery[]> {
+  if (c.limit <= 0) return [];
+  const busyTeams = [...c.busy.keys()];
   const { rows } = await db.pool.query<{
     id: string;
+    team_id: string;
     event: string;
     payload: unknown;
     attempts: number;
     url: string;
     secret: string;
   }>(
-    `WITH due AS (
-       SELECT id FROM webhook_deliveries
-       WHERE status = 'pending' AND next_attempt_at <= now()
-       ORDER BY next_attempt_at, id
-       LIMIT $1
-       FOR UPDATE SKIP LOCKED
+    `WITH teams AS (
+       SELECT DISTINCT w.team_id, coalesce(b.n, 0) AS busy
+         FROM webhooks w
+         LEFT JOIN unnest($4::uuid[], $5::int[]) AS b(team_id, n) ON b.team_id = w.team_id
+     ),
+     candidates AS (
+       SELECT c.id, c.turn
+         FROM teams t
+        CROSS JOIN LATERAL (
+          SELECT d.id, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS turn
+            FROM webhook_deliveries d
+            JOIN webhooks w ON w.id = d.webhook_id
+           WHERE w.team_id = t.team_id AND d.status = 'pending' AND d.next_attempt_at <= now()
+           ORDER BY d.next_attempt_at, d.id
+           LIMIT greatest(0, $2::int - t.busy)
+        ) c
+        ORDER BY c.turn, c.id
+        LIMIT $1
+     ),
+     locked AS (
+       SELECT d.id FROM webhook_deliveries d
+        WHERE d.id IN (SELECT id FROM candidates)
+          AND d.status = 'pending' AND d.next_attempt_at <= now()
+        FOR UPDATE SKIP LOCKED
      )
      UPDATE webhook_deliveries d
-     SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
-     FROM due, webhooks w
-     WHERE d.id = due.id AND w.id = d.webhook_id
-     RETURNING d.id, d.event, d.payload, d.attempts, w.url, w.secret`,
-    [limit, leaseMs],
+     SET next_attempt_at = now() + make_interval(secs => $3::double precision / 1000)
+     FROM locked, webhooks w
+     WHERE d.id = locked.id AND w.id = d.webhook_id
+     RETURNING d.id, w.team_id, d.event, d.payload, d.attempts, w.url, w.secret`,
+    [c.limit, c.perTeam, c.leaseMs, busyTeams, busyTeams.map((t) => c.busy.get(t) ?? 0)],
   );
-  return rows.map((r) => ({ ...r, id: BigInt(r.id) }));
+  return rows.map((r) => ({
+    id: BigInt(r.id),
+    teamId: r.team_id,
+    event: r.event,
+    payload: r.payload,
+    attempts: r.attempts,
+    url: r.url,
+    secret: r.secret,
+  }));
 }
 
 /** Records one attempt: delivered, or failed and due again at `retryAt` (null: given up). */

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { fashionMnistData } from '@retort/devstack';
+import { policyByteSource } from '@retort/uri-policy';
 import { describe, expect, it } from 'vitest';
-import { policyByteSource } from '../io.js';
 import { augmentBatch } from './augment.js';
 import { readLabelled, readUnlabeled } from './formats.js';
 

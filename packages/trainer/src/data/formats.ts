@@ -1,7 +1,7 @@
 import { type DatasetSpec, RetortError, type UnlabeledSpec } from '@retort/spec';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseNpy } from 'npyjs';
-import type { ByteSource } from '../io.js';
+import type { ByteSource } from '../byte-source.js';
 import { type IdxData, parseIdx } from './idx.js';
 
 /** Examples as read from a file: values (one row per example), labels when the file has them. */
@@ -20,7 +20,7 @@ function toLabels(values: ArrayLike<number | bigint>, what: string): Int32Array 
   for (let i = 0; i < values.length; i++) {
     const v = Number(values[i]);
     if (!Number.isInteger(v) || v < 0)
-      throw invalid(what, `label ${values[i]} at index ${i} is not a class index`);
+      throw invalid(what, `the label at index ${i} is not a class index (a whole number from 0)`);
     y[i] = v;
   }
   return y;
@@ -62,7 +62,12 @@ async function readCsv(
       to: s.limit === undefined ? undefined : s.limit + 1,
     }) as string[][];
   } catch (e) {
-    throw invalid(`${at} (${s.uri})`, `not valid CSV (${(e as Error).message})`);
+    // The parser's message may quote the file; its code and line say enough to find the problem.
+    const { code, lines } = e as { code?: string; lines?: number };
+    throw invalid(
+      `${at} (${s.uri})`,
+      `not valid CSV${code ? ` (${code}${lines ? ` at line ${lines}` : ''})` : ''}`,
+    );
   }
   const header = rows.shift();
   if (!header || rows.length === 0)
@@ -72,7 +77,7 @@ async function readCsv(
   if (labelled && labelCol < 0)
     throw invalid(
       `${at} (${s.uri})`,
-      `has no column "${labelName}" (its columns start ${header.slice(0, 5).join(', ')})`,
+      `has no column "${labelName}" in its header row (${header.length} columns)`,
     );
   const featureCols = header.map((_, i) => i).filter((i) => i !== labelCol);
   const x = new Float32Array(rows.length * featureCols.length);
@@ -83,7 +88,7 @@ async function readCsv(
     for (const [j, c] of featureCols.entries()) {
       const v = Number(row[c]);
       if (!Number.isFinite(v))
-        throw invalid(`${at} (${s.uri})`, `row ${r + 2}, column "${header[c]}": "${row[c]}" is not a number`);
+        throw invalid(`${at} (${s.uri})`, `row ${r + 2}, column ${c + 1}: the value is not a number`);
       x[r * featureCols.length + j] = v;
     }
     if (labelled) labels.push(Number(row[labelCol]));
@@ -100,8 +105,8 @@ function readNpyArray(bytes: Uint8Array, what: string) {
   try {
     const own = new Uint8Array(bytes); // a buffer of its own, at offset 0
     return parseNpy(own.buffer);
-  } catch (e) {
-    throw invalid(what, `not a NumPy .npy array (${(e as Error).message})`);
+  } catch {
+    throw invalid(what, 'not a NumPy .npy array (a version 1–3 header and little-endian data)');
   }
 }
 

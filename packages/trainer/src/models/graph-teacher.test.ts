@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import type { TeacherSpec } from '@retort/spec';
+import { policyByteSource } from '@retort/uri-policy';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend.js';
-import { policyByteSource } from '../io.js';
 import { loadTeacher } from './load.js';
 
 // A graph model (TensorFlow GraphDef as JSON + weights.bin) of a network PyTorch trained, with the

@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
 import type * as tf from '@tensorflow/tfjs';
-import type { ByteSource } from '../io.js';
+import type { ByteSource } from '../byte-source.js';
 import { graphTeacher } from './graph-teacher.js';
 import { type OnnxOptions, onnxTeacher } from './onnx-teacher.js';
 import { buildPreset, presetParams } from './presets.js';
 import {
   loadLayersModelFrom,
   type ModelArtifacts,
+  type ReadWeights,
   readModelArtifacts,
   type SavedModel,
   WEIGHTS_FILE,
+  weightFileUri,
 } from './saved-model.js';
 import type { Teacher } from './teacher.js';
 import { tfjsTeacher } from './tfjs-teacher.js';
@@ -18,46 +20,62 @@ import { tfjsTeacher } from './tfjs-teacher.js';
 /** Resolves `{ run: id }` teachers: the worker reads them from Postgres, the CLI from its folder. */
 export type RunModelLoader = (runId: string) => Promise<SavedModel>;
 
-/** model.json at `uri` and the weights files it names (relative to it), with a hash of them all. */
+/** model.json at `uri`, and a reader for the weights files it names (beside it), hashing all of them. */
+function modelFiles(uri: string, src: ByteSource, what: string, code: LoadErrorCode) {
+  const hash = createHash('sha256');
+  const readWeights: ReadWeights = async (p, index, maxBytes) => {
+    const bytes = await src.read(weightFileUri(uri, p, index, what, code), { maxBytes });
+    hash.update(bytes);
+    return bytes;
+  };
+  return {
+    modelJson: async () => {
+      const json = await src.read(uri, { maxBytes: MAX_MODEL_JSON_BYTES });
+      hash.update(json);
+      return json;
+    },
+    readWeights,
+    fingerprint: () => hash.digest('hex'),
+  };
+}
+
+/** The largest model.json read (topology and manifest; the weights are separate files). */
+const MAX_MODEL_JSON_BYTES = 64 * 2 ** 20;
+
+type LoadErrorCode = 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE';
+
 async function readArtifacts(
   uri: string,
   src: ByteSource,
   what: string,
-  code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE',
+  code: LoadErrorCode,
 ): Promise<{ artifacts: ModelArtifacts; fingerprint: string }> {
-  const hash = createHash('sha256');
-  const json = await src.read(uri);
-  hash.update(json);
-  // Weight paths in model.json are relative to it, as tf.loadLayersModel resolves them.
-  const readWeights = async (p: string) => {
-    const bytes = await src.read(new URL(p, uri).toString());
-    hash.update(bytes);
-    return bytes;
-  };
-  const artifacts = await readModelArtifacts(json, readWeights, what, code);
-  return { artifacts, fingerprint: hash.digest('hex') };
+  const files = modelFiles(uri, src, what, code);
+  const artifacts = await readModelArtifacts(
+    await files.modelJson(),
+    files.readWeights,
+    what,
+    code,
+    src.maxBytes,
+  );
+  return { artifacts, fingerprint: files.fingerprint() };
 }
 
 async function readLayersModel(
   uri: string,
   src: ByteSource,
   what: string,
-  code: 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE',
+  code: LoadErrorCode,
 ): Promise<{ model: tf.LayersModel; fingerprint: string }> {
-  const hash = createHash('sha256');
-  const json = await src.read(uri);
-  hash.update(json);
+  const files = modelFiles(uri, src, what, code);
   const model = await loadLayersModelFrom(
-    json,
-    async (p) => {
-      const bytes = await src.read(new URL(p, uri).toString());
-      hash.update(bytes);
-      return bytes;
-    },
+    await files.modelJson(),
+    files.readWeights,
     what,
     code,
+    src.maxBytes,
   );
-  return { model, fingerprint: hash.digest('hex') };
+  return { model, fingerprint: files.fingerprint() };
 }
 
 export async function loadTeacher(

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { RetortError } from '@retort/spec';
-import onnxProto from 'onnx-proto';
+import onnxProto, { type onnx as OnnxTypes } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import {
   type FeatureBatch,
@@ -12,13 +12,54 @@ import {
 } from './teacher.js';
 
 const { onnx } = onnxProto;
+type ModelProto = OnnxTypes.ModelProto;
+type GraphProto = OnnxTypes.IGraphProto;
+type TensorProto = OnnxTypes.ITensorProto;
 
 /** Parameter count of an ONNX model: the sizes of its graph's initializers. */
-export function onnxParamCount(bytes: Uint8Array): number {
-  const model = onnx.ModelProto.decode(bytes);
+export function onnxParamCount(model: ModelProto): number {
   let total = 0;
   for (const t of model.graph?.initializer ?? []) total += product((t.dims ?? []).map((d) => Number(d)));
   return total;
+}
+
+/** Every tensor a graph holds: initializers, sparse ones, and Constant-style attributes, subgraphs included. */
+function* tensorsOf(graph: GraphProto | null | undefined): Generator<TensorProto> {
+  if (!graph) return;
+  yield* graph.initializer ?? [];
+  for (const s of graph.sparseInitializer ?? []) {
+    if (s.values) yield s.values;
+    if (s.indices) yield s.indices;
+  }
+  for (const node of graph.node ?? [])
+    for (const a of node.attribute ?? []) {
+      if (a.t) yield a.t;
+      yield* a.tensors ?? [];
+      if (a.sparseTensor?.values) yield a.sparseTensor.values;
+      yield* tensorsOf(a.g);
+      for (const g of a.graphs ?? []) yield* tensorsOf(g);
+    }
+}
+
+/**
+ * Decodes an ONNX model and refuses one whose tensors live in external files: ONNX Runtime would
+ * look for them relative to the worker's working directory, outside every data root.
+ */
+export function decodeOnnx(bytes: Uint8Array, what: string): ModelProto {
+  let model: ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch {
+    throw new RetortError('RETORT_TEACHER_UNREADABLE', `${what} is not an ONNX model (it does not decode)`);
+  }
+  for (const t of tensorsOf(model.graph)) {
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL || (t.externalData?.length ?? 0) > 0)
+      throw new RetortError(
+        'RETORT_TEACHER_UNREADABLE',
+        `${what} keeps tensor ${t.name ? `"${t.name.slice(0, 100)}" ` : ''}in an external data file, which Retort does not read; save the model with its weights inside (onnx.save_model(model, path, save_as_external_data=False))`,
+      );
+  }
+  return model;
 }
 
 /**
@@ -26,11 +67,10 @@ export function onnxParamCount(bytes: Uint8Array): number {
  * (its first output is meant) or a value's. Returns the new model bytes and the value names.
  */
 export function exposeOutputs(
-  bytes: Uint8Array,
+  model: ModelProto,
   names: string[],
   what: string,
 ): { bytes: Uint8Array; values: string[] } {
-  const model = onnx.ModelProto.decode(bytes);
   const graph = model.graph;
   if (!graph) throw new RetortError('RETORT_TEACHER_UNREADABLE', `${what} has no graph`);
   const nodes = graph.node ?? [];
@@ -78,13 +118,9 @@ export async function onnxTeacher(
   features: string[] = [],
   options: OnnxOptions = {},
 ): Promise<Teacher> {
-  let params = 0;
-  try {
-    params = onnxParamCount(bytes);
-  } catch {
-    // A model ORT runs but protobufjs cannot decode is still a usable teacher; only the count is lost.
-  }
-  const exposed = features.length ? exposeOutputs(bytes, features, what) : { bytes, values: [] };
+  const model = decodeOnnx(bytes, what);
+  const params = onnxParamCount(model);
+  const exposed = features.length ? exposeOutputs(model, features, what) : { bytes, values: [] };
   const sessionOptions = { graphOptimizationLevel: features.length ? 'basic' : 'all' } as const;
   let session: ort.InferenceSession | undefined;
   let provider = 'cpu';

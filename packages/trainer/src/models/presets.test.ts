@@ -1,7 +1,7 @@
 import { parseSpec } from '@retort/spec';
+import { policyByteSource } from '@retort/uri-policy';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend.js';
-import { policyByteSource } from '../io.js';
 import { loadStudent } from './load.js';
 import { buildPreset, presetParams } from './presets.js';
 

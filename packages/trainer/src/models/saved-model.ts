@@ -42,34 +42,132 @@ export interface ModelArtifacts {
 
 type LoadErrorCode = 'RETORT_TEACHER_UNREADABLE' | 'RETORT_MODEL_INCOMPATIBLE';
 
+/** Reads one weights file the manifest names (relative to its model.json), at most `maxBytes` of it. */
+export type ReadWeights = (path: string, index: number, maxBytes: number) => Promise<Uint8Array>;
+
+const BYTES_PER_ELEMENT: Record<string, number> = {
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+  uint8: 1,
+  uint16: 2,
+  float16: 2,
+};
+
+/**
+ * How many bytes of weights a manifest declares (shape × dtype, or the quantized dtype), or null
+ * when a weight's size cannot be known before reading (strings).
+ */
+export function declaredWeightBytes(weights: tf.io.WeightsManifestEntry[]): number | null {
+  let total = 0;
+  for (const w of weights) {
+    const per = BYTES_PER_ELEMENT[w.quantization?.dtype ?? w.dtype];
+    if (per === undefined) return null;
+    total += w.shape.reduce((n, d) => n * d, 1) * per;
+  }
+  return total;
+}
+
 /**
  * Reads a TensorFlow.js `model.json` (layers or graph format) and the weights files its manifest
- * names; `readWeights` returns the bytes of each path (relative to the model.json).
+ * names. A file named twice is refused (a short file listed many times would read as a huge
+ * model), and the files are read with the manifest's own size as the cap: together they may not
+ * hold more than the weights it declares, nor more than `maxBytes`.
  */
 export async function readModelArtifacts(
   modelJson: Uint8Array,
-  readWeights: (path: string) => Promise<Uint8Array>,
+  readWeights: ReadWeights,
   what: string,
   code: LoadErrorCode,
+  maxBytes = Number.MAX_SAFE_INTEGER,
 ): Promise<ModelArtifacts> {
   let json: tf.io.ModelJSON;
   try {
     json = JSON.parse(new TextDecoder().decode(modelJson)) as tf.io.ModelJSON;
-  } catch (e) {
-    throw new RetortError(code, `${what}: model.json is not JSON (${(e as Error).message})`);
+  } catch {
+    // The parser's message quotes the text; the user has the file and needs only the verdict.
+    throw new RetortError(code, `${what}: model.json is not valid JSON`);
   }
-  if (!json.modelTopology) throw new RetortError(code, `${what}: model.json has no modelTopology`);
+  if (typeof json !== 'object' || json === null || !json.modelTopology)
+    throw new RetortError(code, `${what}: model.json has no modelTopology`);
   const manifest = json.weightsManifest ?? [];
+  if (
+    !Array.isArray(manifest) ||
+    manifest.some((g) => !Array.isArray(g?.paths) || !Array.isArray(g?.weights))
+  )
+    throw new RetortError(code, `${what}: model.json's weightsManifest is not a list of { paths, weights }`);
+  const paths = manifest.flatMap((g) => g.paths);
+  const seen = new Set<string>();
+  // Messages name entries by position, not by content: a file's bytes are not echoed back.
+  for (const [i, p] of paths.entries()) {
+    if (typeof p !== 'string') throw new RetortError(code, `${what}: weights path ${i + 1} is not a string`);
+    if (seen.has(p))
+      throw new RetortError(code, `${what}: weights path ${i + 1} names a file the manifest already named`);
+    seen.add(p);
+  }
+  const weightSpecs = manifest.flatMap((g) => g.weights);
+  const declared = declaredWeightBytes(weightSpecs);
+  if (declared !== null && declared > maxBytes)
+    throw new RetortError(
+      code,
+      `${what}: its weights are ${declared} bytes, more than the ${maxBytes} this server reads`,
+    );
+  const budget = declared ?? maxBytes;
   const parts: Uint8Array[] = [];
-  for (const group of manifest) for (const p of group.paths) parts.push(await readWeights(p));
-  const total = parts.reduce((n, p) => n + p.byteLength, 0);
+  let total = 0;
+  for (const [i, p] of paths.entries()) {
+    const part = await readWeights(p, i, budget - total);
+    total += part.byteLength;
+    parts.push(part);
+  }
+  if (declared !== null && total !== declared)
+    throw new RetortError(
+      code,
+      `${what}: its weights files hold ${total} bytes; its manifest declares ${declared}`,
+    );
   const weightData = new Uint8Array(total);
   let off = 0;
   for (const p of parts) {
     weightData.set(p, off);
     off += p.byteLength;
   }
-  return { json, weightSpecs: manifest.flatMap((g) => g.weights), weightData: weightData.buffer };
+  return { json, weightSpecs, weightData: weightData.buffer };
+}
+
+/**
+ * Where a weights path of the manifest at `modelUri` points: a file in the same folder (or below
+ * it), by the same scheme and host. Absolute URLs, other hosts or schemes, `..` out of the folder,
+ * queries and fragments are refused.
+ */
+export function weightFileUri(
+  modelUri: string,
+  relative: string,
+  index: number,
+  what: string,
+  code: LoadErrorCode,
+): string {
+  const base = new URL(modelUri);
+  const folder = base.pathname.slice(0, base.pathname.lastIndexOf('/') + 1);
+  let resolved: URL | undefined;
+  try {
+    resolved = /^[a-z][a-z0-9+.-]*:|^[\\/]|\\/i.test(relative) ? undefined : new URL(relative, base);
+  } catch {
+    resolved = undefined;
+  }
+  if (
+    !resolved ||
+    resolved.protocol !== base.protocol ||
+    resolved.host !== base.host ||
+    resolved.search !== '' ||
+    resolved.hash !== '' ||
+    !resolved.pathname.startsWith(folder)
+  )
+    throw new RetortError(
+      code,
+      `${what}: weights path ${index + 1} is not a file beside model.json (same scheme and folder, no query)`,
+    );
+  return resolved.toString();
 }
 
 /**
@@ -78,11 +176,12 @@ export async function readModelArtifacts(
  */
 export async function loadLayersModelFrom(
   modelJson: Uint8Array,
-  readWeights: (path: string) => Promise<Uint8Array>,
+  readWeights: ReadWeights,
   what: string,
   code: LoadErrorCode = 'RETORT_TEACHER_UNREADABLE',
+  maxBytes?: number,
 ): Promise<tf.LayersModel> {
-  const a = await readModelArtifacts(modelJson, readWeights, what, code);
+  const a = await readModelArtifacts(modelJson, readWeights, what, code, maxBytes);
   if (a.json.format === 'graph-model')
     throw new RetortError(code, `${what}: model.json is a graph model; give its format as "tfjs-graph"`);
   try {

@@ -1,0 +1,114 @@
+import { activeKeyIds, type Db, type KeyIdentity } from '@retort/db';
+import { RetortError } from '@retort/spec';
+import type { FastifyInstance } from 'fastify';
+
+/** Why a long request was ended before its own time. */
+export type EndReason = 'revoked' | 'shutting-down';
+
+export interface LongRequest {
+  /** Aborted (with an `EndReason` as its reason) when the key is revoked or the API stops. */
+  readonly signal: AbortSignal;
+  close(): void;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Event streams and `?wait=true` requests: counted per key, ended on revocation and shutdown. */
+    longRequests: LongRequests;
+  }
+}
+
+const REVOCATION_CHECK_MS = 1000;
+
+/**
+ * The requests that stay open (event streams, waits). Each key may hold `perKey` at once in this
+ * process; beyond that, 429. Every second the keys that hold any are looked up, and a revoked key's
+ * requests end; on shutdown all of them end, so SIGTERM is not held up by a client that waits.
+ */
+export class LongRequests {
+  private readonly open = new Map<string, Set<AbortController>>();
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly perKey: number,
+    private readonly log: { warn(o: object, m: string): void },
+  ) {}
+
+  begin(identity: KeyIdentity): LongRequest {
+    if (this.closing)
+      throw new RetortError('RETORT_SHUTTING_DOWN', 'This API process is stopping; try again.');
+    const mine = this.open.get(identity.keyId) ?? new Set();
+    if (mine.size >= this.perKey)
+      throw new RetortError(
+        'RETORT_RATE_LIMITED',
+        `This key has ${mine.size} event streams or waits open, the most it may; close one first.`,
+      );
+    const controller = new AbortController();
+    mine.add(controller);
+    this.open.set(identity.keyId, mine);
+    this.timer ??= setInterval(() => void this.checkRevoked(), REVOCATION_CHECK_MS);
+    return {
+      signal: controller.signal,
+      close: () => {
+        mine.delete(controller);
+        if (mine.size === 0 && this.open.get(identity.keyId) === mine) this.open.delete(identity.keyId);
+        if (this.open.size === 0) this.stopTimer();
+      },
+    };
+  }
+
+  /** How many are open (for /metrics and tests). */
+  get size(): number {
+    let n = 0;
+    for (const s of this.open.values()) n += s.size;
+    return n;
+  }
+
+  private async checkRevoked(): Promise<void> {
+    const keys = [...this.open.keys()];
+    let active: Set<string>;
+    try {
+      active = await activeKeyIds(this.db, keys);
+    } catch (e) {
+      // Postgres is down: the streams' own reads fail too and end them.
+      this.log.warn({ err: String(e) }, 'could not check the keys of open streams');
+      return;
+    }
+    for (const k of keys) if (!active.has(k)) for (const c of this.open.get(k) ?? []) c.abort('revoked');
+  }
+
+  /** Ends every open request (shutdown) and refuses new ones. */
+  endAll(): void {
+    this.closing = true;
+    for (const set of this.open.values()) for (const c of set) c.abort('shutting-down');
+    this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export function registerLongRequests(app: FastifyInstance, db: Db, perKey: number): void {
+  const registry = new LongRequests(db, perKey, app.log);
+  app.decorate('longRequests', registry);
+  // preClose runs before the server stops waiting for connections: streams end, so close can finish.
+  app.addHook('preClose', async () => registry.endAll());
+}
+
+/** A sleep that ends early when `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
