@@ -1,6 +1,7 @@
 import type { Db } from '@retort/db';
 import type { RunProducer } from '@retort/queue';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { RetortError } from '@retort/spec';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { ApiConfig } from './env.js';
 import { registerAudit } from './plugins/audit.js';
@@ -37,6 +38,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.bodyLimit,
     // Per-address limits count the address a trusted proxy reports, or the peer's own.
     trustProxy: deps.config.trustProxy,
+    // The router's own refusals, in Retort's error format like every other.
+    frameworkErrors: (error, _request, reply) => {
+      const e =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new RetortError(
+              'RETORT_NOT_FOUND',
+              'Nothing here: an id in the path is longer than any this server issues.',
+            )
+          : new RetortError('RETORT_REQUEST_INVALID', 'The URL is malformed.');
+      void (reply as FastifyReply).status(e.statusCode).send(e.toJSON());
+    },
   });
   // Bodies are JSON only; anything else answers 415.
   app.removeContentTypeParser('text/plain');

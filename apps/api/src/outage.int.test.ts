@@ -15,7 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from './app.js';
-import { TEST_CONFIG } from './testing.js';
+import { documentedRoutes, TEST_CONFIG } from './testing.js';
 
 /**
  * Every route, with Redis stopped and then with Postgres stopped: each answers within a bound (no
@@ -73,37 +73,19 @@ describe('while Redis or Postgres is down', { timeout: 120_000 }, () => {
     return { queued: JSON.parse(queued).id as string, ended, team, keyId, webhook };
   };
 
-  /** Every documented route, with its parameters filled in and a body that would be accepted. */
-  const everyRoute = (f: Awaited<ReturnType<typeof fixtures>>) => {
-    const paths = (app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
-    const out: { method: string; url: string; body?: unknown }[] = [];
-    for (const [template, methods] of Object.entries(paths)) {
-      for (const method of Object.keys(methods)) {
-        const runId = /\/(cancel|pause|resume|retry)$/.test(template) ? f.queued : f.ended;
-        const url = template
-          .replace('{id}', template.startsWith('/v1/artifacts') ? f.ended : runId)
-          .replace('{file}', 'model.json')
-          .replace('{teamId}', f.team)
-          .replace('{keyId}', f.keyId)
-          .replace('{webhookId}', f.webhook);
-        const body =
-          method === 'post' && template === '/v1/runs'
-            ? spec('during the outage')
-            : method === 'post' && template === '/v1/admin/teams'
-              ? { name: `o${randomBytes(4).toString('hex')}` }
-              : method === 'post' && template.endsWith('/keys')
-                ? { name: 'o', scopes: ['runs:read'] }
-                : method === 'post' && template === '/v1/webhooks'
-                  ? { url: 'http://127.0.0.1:9/o', events: ['run.failed'] }
-                  : method === 'patch'
-                    ? { dataRoots: null }
-                    : undefined;
-        // The wait and stream routes end at once here: their run has ended.
-        out.push({ method: method.toUpperCase(), url, body });
-      }
-    }
-    return out;
-  };
+  const everyRoute = (f: Awaited<ReturnType<typeof fixtures>>) =>
+    documentedRoutes(
+      app,
+      {
+        liveRun: f.queued,
+        endedRun: f.ended,
+        artifact: f.ended,
+        team: f.team,
+        key: f.keyId,
+        webhook: f.webhook,
+      },
+      spec('during the outage'),
+    );
 
   const runCount = async () => Number((await db.pool.query('SELECT count(*) AS n FROM runs')).rows[0].n);
 

@@ -50,7 +50,8 @@ export async function testApi(
 ): Promise<TestApi> {
   const url = await freshDatabase(serverUrl, label);
   await migrate(url);
-  const db = createDb(url, { max: 5 });
+  // The API's own statement timeout; a short lock timeout so that lock waits show in tests.
+  const db = createDb(url, { max: 5, statementTimeoutMs: 15_000, lockTimeoutMs: 500 });
   const redis = createRedis(redisUrl, `test-${label}`, { commandTimeoutMs: 1000 });
   const prefix = freshQueuePrefix(label);
   const producer = new RunProducer(redis, prefix);
@@ -81,4 +82,61 @@ export async function testApi(
     },
   };
   return t;
+}
+
+/** Ids for the routes' path parameters. */
+export interface RouteIds {
+  /** For the lifecycle POSTs (cancel, pause, …). */
+  liveRun: string;
+  /** For every other run route: one that has ended, so waits and streams end at once. */
+  endedRun: string;
+  artifact: string;
+  team: string;
+  key: string;
+  webhook: string;
+}
+
+export interface SampleRoute {
+  method: string;
+  /** The path as OpenAPI documents it, e.g. `/v1/runs/{id}`. */
+  template: string;
+  url: string;
+  /** A body the route accepts, for routes that take one. */
+  body?: Record<string, unknown>;
+}
+
+const uniqueName = (p: string) => `${p}${randomBytes(4).toString('hex')}`;
+
+/**
+ * Every route the OpenAPI document lists, with its parameters filled in and, where it takes a
+ * body, one it would accept: for tests that must cover every route (outages, hostile input).
+ */
+export function documentedRoutes(app: FastifyInstance, ids: RouteIds, runSpec: object): SampleRoute[] {
+  const paths = (app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
+  const bodies: Record<string, () => Record<string, unknown>> = {
+    'POST /v1/runs': () => ({ ...runSpec }),
+    'POST /v1/admin/teams': () => ({ name: uniqueName('t') }),
+    'PATCH /v1/admin/teams/{teamId}': () => ({ dataRoots: null }),
+    'POST /v1/admin/teams/{teamId}/keys': () => ({ name: 'sample', scopes: ['runs:read'] }),
+    'POST /v1/webhooks': () => ({ url: 'http://127.0.0.1:9/hook', events: ['run.failed'] }),
+  };
+  const out: SampleRoute[] = [];
+  for (const [template, methods] of Object.entries(paths)) {
+    for (const m of Object.keys(methods)) {
+      const method = m.toUpperCase();
+      const lifecycle = /\/(cancel|pause|resume|retry)$/.test(template);
+      const url = template
+        .replace(
+          '{id}',
+          template.startsWith('/v1/artifacts') ? ids.artifact : lifecycle ? ids.liveRun : ids.endedRun,
+        )
+        .replace('{file}', 'model.json')
+        .replace('{teamId}', ids.team)
+        .replace('{keyId}', ids.key)
+        .replace('{webhookId}', ids.webhook);
+      const body = bodies[`${method} ${template}`]?.();
+      out.push({ method, template, url, ...(body ? { body } : {}) });
+    }
+  }
+  return out;
 }

@@ -139,4 +139,22 @@ describe('a worker keeps each run to what its team may read', { timeout: 120_000
       expect(env.PATH).toBeTruthy();
     }
   });
+
+  // Last: it stops the API.
+  it('stops the API promptly on SIGTERM, whatever streams and waits are open', async () => {
+    const run = await api('POST', '/v1/runs', stack.adminKey, spec(path.join(shared, 'b'), 'nobody'));
+    const waiting = fetch(`${stack.baseUrl}/v1/runs/${run.body.id}?wait=true&timeout=3600`, {
+      headers: { authorization: `Bearer ${stack.adminKey}` },
+    });
+    const streaming = fetch(`${stack.baseUrl}/v1/runs/${run.body.id}/events`, {
+      headers: { authorization: `Bearer ${stack.adminKey}` },
+    }).then((r) => r.text());
+    await new Promise((r) => setTimeout(r, 500));
+    const exited = new Promise<number | null>((resolve) => stack.api.once('exit', (code) => resolve(code)));
+    stack.api.kill('SIGTERM');
+    // Before, the wait held the process for its hour.
+    expect(await exited).toBe(0);
+    expect((await waiting).status).toBe(200);
+    expect(await streaming).toMatch(/RETORT_SHUTTING_DOWN/);
+  });
 });

@@ -185,3 +185,34 @@ export interface RunError {
   code: ErrorCode;
   message: string;
 }
+
+/**
+ * docs/errors.md: every code with its status, whether a retry can help, and its description.
+ * Generated (`npm run docs:errors`); a test fails when the page and the codes disagree.
+ */
+export function renderErrorCatalog(): string {
+  const codes = Object.entries(ErrorCodes) as [ErrorCode, (typeof ErrorCodes)[ErrorCode]][];
+  const line = ([code, e]: [ErrorCode, (typeof ErrorCodes)[ErrorCode]]) =>
+    `- \`${code}\` (${e.status}, ${e.retryable ? 'retry can help' : 'retrying the same will not help'}): ${e.description}`;
+  const http = codes.filter(([, e]) => e.status !== 422 && !RUN_ONLY.has(e));
+  const run = codes.filter(([, e]) => e.status === 422 || RUN_ONLY.has(e));
+  return [
+    '# Error codes',
+    '',
+    'Every error Retort reports has a stable `code`; clients branch on it, never on `message`. HTTP',
+    'answers carry it as `{ "code", "message", "details"? }` with the status below; a failed run carries',
+    'it in its `error`. This page is generated from `packages/spec/src/errors.ts` (`npm run docs:errors`).',
+    '',
+    '## HTTP answers',
+    '',
+    ...http.map(line),
+    '',
+    "## A failed run's `error`",
+    '',
+    ...run.map(line),
+    '',
+  ].join('\n');
+}
+
+/** Codes that only a run's `error` carries, whatever their status number. */
+const RUN_ONLY = new Set<(typeof ErrorCodes)[ErrorCode]>([ErrorCodes.RETORT_WORKER_LOST]);

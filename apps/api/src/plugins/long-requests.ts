@@ -95,8 +95,15 @@ export class LongRequests {
 export function registerLongRequests(app: FastifyInstance, db: Db, perKey: number): void {
   const registry = new LongRequests(db, perKey, app.log);
   app.decorate('longRequests', registry);
-  // preClose runs before the server stops waiting for connections: streams end, so close can finish.
-  app.addHook('preClose', async () => registry.endAll());
+  // preClose runs before the server waits for its connections: streams and waits end now. Their
+  // keep-alive connections (and those of requests that finish meanwhile) would then sit idle until
+  // the keep-alive timeout; they are closed as soon as they are idle, so close can finish.
+  let closer: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    registry.endAll();
+    closer = setInterval(() => app.server.closeIdleConnections?.(), 50);
+  });
+  app.addHook('onClose', async () => clearInterval(closer));
 }
 
 /** A sleep that ends early when `signal` aborts. */

@@ -76,3 +76,118 @@ describe('run events (Server-Sent Events)', () => {
     expect([bad.statusCode, bad.json().code]).toEqual([400, 'RETORT_REQUEST_INVALID']);
   });
 });
+
+/** Streams and waits stay open: they are counted per key and end on revocation and on shutdown. */
+describe('long requests are bounded', () => {
+  const open = async (t: TestApi) => {
+    const address = await t.app.listen({ host: '127.0.0.1', port: 0 });
+    const run = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v1/runs',
+        headers: t.auth,
+        payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
+      })
+    ).json();
+    const newKey = async (scopes: string[]) =>
+      (
+        await t.app.inject({
+          method: 'POST',
+          url: `/v1/admin/teams/${t.teamId}/keys`,
+          headers: t.auth,
+          payload: { name: 'long', scopes },
+        })
+      ).json() as { id: string; key: string };
+    /** A live event stream of the (queued) run: its text so far, and how it ended. */
+    const follow = (key: string) => {
+      const abort = new AbortController();
+      const state = { text: '', status: 0, ended: false };
+      const done = (async () => {
+        const res = await fetch(`${address}/v1/runs/${run.id}/events`, {
+          headers: { authorization: `Bearer ${key}` },
+          signal: abort.signal,
+        });
+        state.status = res.status;
+        const reader = res.body!.getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          state.text += new TextDecoder().decode(value);
+        }
+        state.ended = true;
+      })().catch(() => {});
+      return { state, done, abort: () => abort.abort() };
+    };
+    const waitFor = (key: string) =>
+      fetch(`${address}/v1/runs/${run.id}?wait=true&timeout=600`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+    return { run, newKey, follow, waitFor };
+  };
+
+  it('a key holds at most its share of streams and waits; others are not affected', async () => {
+    const t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'long_cap', {
+      limits: { webhooksPerTeam: 20, streamsPerKey: 2, authFailuresPerMin: 1000 },
+    });
+    try {
+      const { newKey, follow, waitFor } = await open(t);
+      const k = (await newKey(['runs:read'])).key;
+      const a = follow(k);
+      const b = follow(k);
+      await expect.poll(() => a.state.status * b.state.status).toBe(200 * 200);
+      const third = await waitFor(k);
+      expect([third.status, ((await third.json()) as { code: string }).code]).toEqual([
+        429,
+        'RETORT_RATE_LIMITED',
+      ]);
+      const other = follow((await newKey(['runs:read'])).key);
+      await expect.poll(() => other.state.status).toBe(200);
+      a.abort();
+      await expect.poll(() => t.app.longRequests.size).toBe(2); // the server saw it go
+      const again = follow(k);
+      await expect.poll(() => again.state.status).toBe(200);
+      for (const s of [b, other, again]) s.abort();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('ends the streams and waits of a key when it is revoked', async () => {
+    const t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'long_revoke');
+    try {
+      const { newKey, follow, waitFor } = await open(t);
+      const k = await newKey(['runs:read']);
+      const s = follow(k.key);
+      await expect.poll(() => s.state.status).toBe(200);
+      const waiting = waitFor(k.key);
+      await t.app.inject({ method: 'DELETE', url: `/v1/admin/keys/${k.id}`, headers: t.auth });
+      const answer = await waiting;
+      expect([answer.status, ((await answer.json()) as { code: string }).code]).toEqual([
+        401,
+        'RETORT_UNAUTHENTICATED',
+      ]);
+      await s.done;
+      expect(s.state.ended).toBe(true);
+      const last = parseEventStream(s.state.text).at(-1)!;
+      expect([last.event, (last.data as { code: string }).code]).toEqual(['error', 'RETORT_UNAUTHENTICATED']);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('does not let an open stream or wait hold up shutdown', async () => {
+    const t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'long_close');
+    const { follow, waitFor } = await open(t);
+    const s = follow(t.adminKey);
+    await expect.poll(() => s.state.status).toBe(200);
+    const waiting = waitFor(t.adminKey);
+    await expect.poll(() => t.app.longRequests.size).toBe(2);
+    await t.close(); // before: held until the wait's timeout (600 s here)
+    const answer = await waiting;
+    expect(answer.status).toBe(200);
+    expect(((await answer.json()) as { status: string }).status).toBe('queued'); // the run as it stands
+    await s.done;
+    const last = parseEventStream(s.state.text).at(-1)!;
+    expect([last.event, (last.data as { code: string }).code]).toEqual(['error', 'RETORT_SHUTTING_DOWN']);
+  });
+});

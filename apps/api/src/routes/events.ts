@@ -3,6 +3,7 @@ import { ErrorBodySchema, RetortError } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import { type EndReason, sleep } from '../plugins/long-requests.js';
+import { EventStreamWriter } from './event-stream.js';
 import { BigIdSchema } from './ids.js';
 import { checkRunId } from './runs.js';
 
@@ -63,25 +64,7 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
       const gone = new AbortController();
       const stop = AbortSignal.any([gone.signal, held.signal]);
       res.on('close', () => gone.abort());
-      let lastWrite = Date.now();
-      /** Writes one event; waits while the client's socket is full (backpressure), or until the stream ends. */
-      const write = async (chunk: string) => {
-        lastWrite = Date.now();
-        if (res.write(chunk) || stop.aborted) return;
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            res.off('drain', done);
-            stop.removeEventListener('abort', done);
-            resolve();
-          };
-          res.once('drain', done);
-          stop.addEventListener('abort', done, { once: true });
-        });
-      };
-      const send = (event: string, data: unknown, eventId?: bigint) =>
-        write(
-          `${eventId !== undefined ? `id: ${eventId}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`,
-        );
+      const stream = new EventStreamWriter(res, stop);
       let lastProgress = '';
       try {
         while (!stop.aborted) {
@@ -103,7 +86,7 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
                       ),
                     }
                   : e.data;
-              await send(e.type, data, e.id);
+              await stream.send(e.type, data, e.id);
               cursor = e.id;
               if (e.type === 'status' && ENDED.has(String(e.data.status))) ended = true;
             }
@@ -112,15 +95,15 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
           if (stop.aborted) break;
           const progress = JSON.stringify({ status: run.status, ...toProgress(run) });
           if (progress !== lastProgress && !ENDED.has(run.status)) {
-            await send('progress', JSON.parse(progress));
+            await stream.send('progress', JSON.parse(progress));
             lastProgress = progress;
           }
           // The run read before the events: if it had ended, every event up to its end is out.
           if (ended || ENDED.has(run.status)) {
-            await send('end', { status: run.status });
+            await stream.send('end', { status: run.status });
             break;
           }
-          if (Date.now() - lastWrite > HEARTBEAT_MS) await write(': keep-alive\n\n');
+          if (Date.now() - stream.lastWrite > HEARTBEAT_MS) await stream.comment('keep-alive');
           await sleep(pollMs, stop);
         }
         const why = held.signal.aborted ? (held.signal.reason as EndReason) : null;
@@ -132,7 +115,7 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
                   'RETORT_SHUTTING_DOWN',
                   'This API process is stopping; reconnect with Last-Event-ID to continue.',
                 );
-          res.write(`event: error\ndata: ${JSON.stringify(error.toJSON())}\n\n`);
+          await stream.send('error', error.toJSON());
         }
       } catch (e) {
         request.log.warn({ err: String(e) }, 'event stream stopped');

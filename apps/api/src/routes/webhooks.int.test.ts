@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { requestCancel } from '@retort/db';
 import { fashionMnistData } from '@retort/devstack';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -168,4 +168,143 @@ describe('webhooks', () => {
     expect((await call('GET', '/v1/webhooks', undefined, key)).json().items).toEqual([]);
     expect((await call('DELETE', `/v1/webhooks/${hook.id}`)).statusCode).toBe(204);
   });
+});
+
+/** Endpoints that never answer, answer a byte at a time, or stream without end stall nobody else. */
+describe('webhook endpoints cannot stall the outbox', () => {
+  let t: TestApi;
+  const servers: { close(): void }[] = [];
+  /** A TCP endpoint; `onSocket` decides what it does with each connection. */
+  const endpoint = async (onSocket: (s: Socket) => void) => {
+    const sockets = new Set<Socket>();
+    const server = createNetServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+      onSocket(s);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push({
+      close: () => {
+        server.close();
+        for (const s of sockets) s.destroy();
+      },
+    });
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, open: () => sockets.size };
+  };
+
+  beforeAll(async () => {
+    t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'webhooks_stall', {
+      policy: { dataRoots: ['/usr/share/datasets'], allowedHosts: [], allowPrivateAddresses: true },
+      webhooks: {
+        pollMs: 50,
+        retryBaseMs: 60_000,
+        maxAttempts: 1,
+        timeoutMs: 1500,
+        concurrency: 4,
+        concurrencyPerTeam: 2,
+      },
+      limits: { webhooksPerTeam: 20, streamsPerKey: 8, authFailuresPerMin: 1000 },
+    });
+  });
+  afterAll(async () => {
+    await t.close();
+    for (const s of servers) s.close();
+  });
+
+  const call = (method: 'GET' | 'POST', path: string, payload?: object, key?: string) =>
+    t.app.inject({
+      method,
+      url: path,
+      headers: key ? { authorization: `Bearer ${key}` } : t.auth,
+      ...(payload ? { payload } : {}),
+    });
+  const canceledRun = async (key?: string) => {
+    const run = (await call('POST', '/v1/runs', runSpec, key)).json();
+    await call('POST', `/v1/runs/${run.id}/cancel`, undefined, key);
+    return run.id as string;
+  };
+  const deliveries = async (hookId: string, key?: string) =>
+    (await call('GET', `/v1/webhooks/${hookId}/deliveries`, undefined, key)).json().items as {
+      status: string;
+      attempts: { statusCode: number | null; error: string | null }[];
+    }[];
+
+  it('a slow team holds up only its own deliveries; every attempt ends by its deadline', async () => {
+    const hang = await endpoint(() => {}); // reads, never answers
+    const dribble = await endpoint((s) => {
+      // The status line a byte at a time: an idle timeout never fires.
+      const head = 'HTTP/1.1 200 OK\r\n';
+      let i = 0;
+      const timer = setInterval(() => (i < head.length ? s.write(head[i++]!) : s.write('X')), 100);
+      s.on('close', () => clearInterval(timer));
+    });
+    const stream = await endpoint((s) => {
+      // A 200 at once, then a body without end: the status is the answer; the body is not read.
+      s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n');
+      const timer = setInterval(() => s.write('y'.repeat(1024)), 5);
+      s.on('close', () => clearInterval(timer));
+    });
+    const slowHooks: string[] = [];
+    for (const e of [hang, dribble, stream])
+      slowHooks.push(
+        (await call('POST', '/v1/webhooks', { url: e.url, events: ['run.canceled'] })).json().id,
+      );
+    // A backlog of this team's deliveries: more than its share of slots.
+    for (let i = 0; i < 4; i++) await canceledRun();
+    await expect.poll(() => hang.open() + dribble.open()).toBeGreaterThan(0);
+
+    // Another team, with an endpoint that answers at once.
+    const other = (await call('POST', '/v1/admin/teams', { name: 'prompt' })).json();
+    const key = (
+      await call('POST', `/v1/admin/teams/${other.id}/keys`, {
+        name: 'p',
+        scopes: ['runs:read', 'runs:write'],
+      })
+    ).json().key;
+    let got = 0;
+    const fast = createServer((req, res) => {
+      got++;
+      req.resume();
+      res.end();
+    });
+    await new Promise<void>((r) => fast.listen(0, '127.0.0.1', r));
+    servers.push({ close: () => fast.close() });
+    const fastHook = (
+      await call(
+        'POST',
+        '/v1/webhooks',
+        { url: `http://127.0.0.1:${(fast.address() as AddressInfo).port}/`, events: ['run.canceled'] },
+        key,
+      )
+    ).json().id;
+    await canceledRun(key);
+    // Delivered and recorded while the slow team's first attempts are still hanging.
+    await expect
+      .poll(async () => (await deliveries(fastHook, key))[0]?.status, { timeout: 5000 })
+      .toBe('delivered');
+    expect(got).toBe(1);
+    const pendingSlow = (await deliveries(slowHooks[0]!)).filter((d) => d.status === 'pending');
+    expect(pendingSlow.length).toBeGreaterThan(0);
+    // The slow team never had more than its share in flight.
+    expect(hang.open() + dribble.open()).toBeLessThanOrEqual(2);
+
+    // Every attempt ends by its deadline; the endless body counted as the 200 it began with.
+    await expect
+      .poll(
+        async () =>
+          (await Promise.all(slowHooks.map((h) => deliveries(h))))
+            .flat()
+            .every((d) => d.status !== 'pending'),
+        {
+          timeout: 60_000,
+          interval: 250,
+        },
+      )
+      .toBe(true);
+    const [hung, dribbled, streamed] = await Promise.all(slowHooks.map((h) => deliveries(h)));
+    for (const d of [...hung!, ...dribbled!])
+      expect([d.status, d.attempts[0]!.error]).toEqual(['failed', 'no complete answer within 1500 ms']);
+    for (const d of streamed!) expect([d.status, d.attempts[0]!.statusCode]).toEqual(['delivered', 200]);
+  }, 90_000);
 });

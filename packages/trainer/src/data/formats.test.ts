@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fashionMnistData } from '@retort/devstack';
 import { policyByteSource } from '@retort/uri-policy';
@@ -60,6 +63,29 @@ describe('data formats written by other tools (Python csv, numpy, json)', () => 
         src,
       ),
     ).rejects.toThrow(/not a NumPy .npy array/);
+  });
+
+  it('say where a file is wrong without quoting it (a file in the data roots may hold what its reader may not see)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'retort-quotes-'));
+    const own = policyByteSource({ dataRoots: [dir], allowedHosts: [] });
+    const cases: [string, string, RegExp][] = [
+      ['cell.csv', 'label,a,b\n1,2,3\n0,s3cr3t-cell,4\n', /row 3, column 2: the value is not a number/],
+      ['label.csv', 'label,a\n1,2\ns3cr3t-label,3\n', /the label at index 1 is not a class index/],
+      ['header.csv', 's3cr3t-header,a\n1,2\n', /has no column "label" in its header row \(2 columns\)/],
+      ['quote.csv', 'label,a\n1,"s3cr3t-quote"x\n', /not valid CSV \(CSV_[A-Z_]+ at line 2\)/],
+      ['line.jsonl', '{"features": [1], "label": 0}\n{"s3cr3t-json": \n', /line 2 is not JSON/],
+    ];
+    for (const [file, text, message] of cases) {
+      writeFileSync(path.join(dir, file), text);
+      const format = file.endsWith('.csv') ? 'csv' : 'jsonl';
+      const failure = await readLabelled(
+        { format, uri: `file://${dir}/${file}` } as never,
+        '/data/train',
+        own,
+      ).catch((e: Error) => e.message);
+      expect([file, failure]).toEqual([file, expect.stringMatching(message)]);
+      expect(failure).not.toMatch(/s3cr3t/);
+    }
   });
 });
 
