@@ -2,6 +2,17 @@ import { fashionMnistData, parseEventStream } from '@retort/devstack';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type TestApi, testApi } from '../testing.js';
 
+/** A small training run, submitted as the admin team (no worker takes it here). */
+const submitSmallRun = async (t: TestApi) =>
+  (
+    await t.app.inject({
+      method: 'POST',
+      url: '/v1/runs',
+      headers: t.auth,
+      payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
+    })
+  ).json();
+
 describe('run events (Server-Sent Events)', () => {
   let t: TestApi;
   beforeAll(async () => {
@@ -14,16 +25,7 @@ describe('run events (Server-Sent Events)', () => {
   const stream = (id: string, headers: Record<string, string> = {}, query = '') =>
     t.app.inject({ method: 'GET', url: `/v1/runs/${id}/events${query}`, headers: { ...t.auth, ...headers } });
 
-  /** A small training run, submitted as the admin team. */
-  const submitRun = async () =>
-    (
-      await t.app.inject({
-        method: 'POST',
-        url: '/v1/runs',
-        headers: t.auth,
-        payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
-      })
-    ).json();
+  const submitRun = () => submitSmallRun(t);
 
   it('replays an ended run’s status changes in order with ids, then ends; resumes after Last-Event-ID', async () => {
     const run = await submitRun();
@@ -81,14 +83,7 @@ describe('run events (Server-Sent Events)', () => {
 describe('long requests are bounded', () => {
   const open = async (t: TestApi) => {
     const address = await t.app.listen({ host: '127.0.0.1', port: 0 });
-    const run = (
-      await t.app.inject({
-        method: 'POST',
-        url: '/v1/runs',
-        headers: t.auth,
-        payload: { kind: 'train', student: { preset: 'mlp' }, data: { train: fashionMnistData(100).train } },
-      })
-    ).json();
+    const run = await submitSmallRun(t);
     const newKey = async (scopes: string[]) =>
       (
         await t.app.inject({

@@ -6,6 +6,7 @@ import { graphTeacher } from './graph-teacher.js';
 import { type OnnxOptions, onnxTeacher } from './onnx-teacher.js';
 import { buildPreset, presetParams } from './presets.js';
 import {
+  layersModelFromArtifacts,
   loadLayersModelFrom,
   type ModelArtifacts,
   type ReadWeights,
@@ -67,15 +68,8 @@ async function readLayersModel(
   what: string,
   code: LoadErrorCode,
 ): Promise<{ model: tf.LayersModel; fingerprint: string }> {
-  const files = modelFiles(uri, src, what, code);
-  const model = await loadLayersModelFrom(
-    await files.modelJson(),
-    files.readWeights,
-    what,
-    code,
-    src.maxBytes,
-  );
-  return { model, fingerprint: files.fingerprint() };
+  const { artifacts, fingerprint } = await readArtifacts(uri, src, what, code);
+  return { model: await layersModelFromArtifacts(artifacts, what, code), fingerprint };
 }
 
 export async function loadTeacher(

@@ -181,7 +181,19 @@ export async function loadLayersModelFrom(
   code: LoadErrorCode = 'RETORT_TEACHER_UNREADABLE',
   maxBytes?: number,
 ): Promise<tf.LayersModel> {
-  const a = await readModelArtifacts(modelJson, readWeights, what, code, maxBytes);
+  return layersModelFromArtifacts(
+    await readModelArtifacts(modelJson, readWeights, what, code, maxBytes),
+    what,
+    code,
+  );
+}
+
+/** A layers model from artifacts already read (graph models are refused with the format to give). */
+export async function layersModelFromArtifacts(
+  a: ModelArtifacts,
+  what: string,
+  code: LoadErrorCode = 'RETORT_TEACHER_UNREADABLE',
+): Promise<tf.LayersModel> {
   if (a.json.format === 'graph-model')
     throw new RetortError(code, `${what}: model.json is a graph model; give its format as "tfjs-graph"`);
   try {
