@@ -54,12 +54,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerErrorHandling(app);
+  registerAuth(app, deps.db);
+  // After auth: it counts each request against the key auth found (and auth's failures per address).
   registerRateLimit(app, deps.redis, {
     perMinute: deps.config.rateLimitPerMin,
     authFailuresPerMinute: deps.config.limits.authFailuresPerMin,
     prefix: deps.config.queuePrefix,
   });
-  registerAuth(app, deps.db);
   registerAudit(app, deps.db);
   registerLongRequests(app, deps.db, deps.config.limits.streamsPerKey);
   await registerOpenApi(app);

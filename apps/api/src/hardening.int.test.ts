@@ -285,9 +285,24 @@ describe('hardening', () => {
       expect(res.headers['retry-after']).toBe('5');
     } finally {
       await holder.query('ROLLBACK');
-      holder.release();
     }
     expect((await call('POST', `/v1/runs/${id}/cancel`)).json().status).toBe('canceled');
+    // A submit that Postgres cannot take in time (here: the table is locked) answers 503 and leaves
+    // no run behind, with or without a wait.
+    const count = async () => Number((await t.db.pool.query('SELECT count(*) AS n FROM runs')).rows[0].n);
+    const before = await count();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE runs IN SHARE ROW EXCLUSIVE MODE');
+    try {
+      for (const url of ['/v1/runs', '/v1/runs?wait=true&timeout=5']) {
+        const res = await call('POST', url, runSpec);
+        expect([url, res.statusCode, res.json().code]).toEqual([url, 503, 'RETORT_DEPENDENCY_UNAVAILABLE']);
+      }
+    } finally {
+      await holder.query('ROLLBACK');
+    }
+    expect(await count()).toBe(before);
+    holder.release();
     const settings = await t.db.pool.query(
       `SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l`,
     );

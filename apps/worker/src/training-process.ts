@@ -7,12 +7,12 @@ import type { FromChild, ToChild } from './protocol.js';
 const CHILD = fileURLToPath(new URL('./training-child.js', import.meta.url));
 
 /**
- * What a training process needs of the worker's environment: the system's (paths, locale, temp),
- * Node's, and the compute libraries' (CUDA, TensorFlow, ONNX Runtime, OpenMP). Nothing else: no
+ * What a training process needs of the worker's environment: the system's (paths, locale, temp,
+ * the CA certificates its downloads trust), Node's, and the compute libraries' (CUDA, TensorFlow, ONNX Runtime, OpenMP). Nothing else: no
  * database or Redis address, no keys. The run's code never sees how to reach the services.
  */
 const CHILD_ENV =
-  /^(PATH|HOME|USER|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TMPDIR|TEMP|TMP|NODE_OPTIONS|NODE_ENV|NODE_PATH|UV_THREADPOOL_SIZE|LD_LIBRARY_PATH|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|TF_[A-Z0-9_]+|XLA_[A-Z0-9_]+|ORT_[A-Z0-9_]+|OMP_[A-Z0-9_]+|OPENBLAS_[A-Z0-9_]+|MKL_[A-Z0-9_]+)$/;
+  /^(PATH|HOME|USER|LANG|LANGUAGE|LC_[A-Z_]+|TZ|TMPDIR|TEMP|TMP|NODE_OPTIONS|NODE_ENV|NODE_PATH|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|UV_THREADPOOL_SIZE|LD_LIBRARY_PATH|CUDA_[A-Z0-9_]+|NVIDIA_[A-Z0-9_]+|TF_[A-Z0-9_]+|XLA_[A-Z0-9_]+|ORT_[A-Z0-9_]+|OMP_[A-Z0-9_]+|OPENBLAS_[A-Z0-9_]+|MKL_[A-Z0-9_]+)$/;
 
 export function trainingEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([k]) => CHILD_ENV.test(k)));

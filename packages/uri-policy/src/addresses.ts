@@ -3,6 +3,9 @@ import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { UriRefused } from './refusal.js';
 
+/** A name that does not resolve within this long is refused (a request must not wait on DNS). */
+const LOOKUP_TIMEOUT_MS = 5000;
+
 /** Ranges that are not the public internet: ipaddr.js's names for them. */
 const PUBLIC = new Set(['unicast']);
 
@@ -36,12 +39,25 @@ export async function resolvePublicAddress(
   const bare = host.replace(/^\[|\]$/g, '');
   const literal = isIP(bare);
   let answers: PinnedAddress[];
+  let timer: NodeJS.Timeout | undefined;
   try {
-    answers = literal ? [{ address: bare, family: literal }] : await lookup(bare, { all: true });
+    answers = literal
+      ? [{ address: bare, family: literal }]
+      : await Promise.race([
+          lookup(bare, { all: true }),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(Object.assign(new Error('lookup timed out'), { code: 'timed out' })),
+              LOOKUP_TIMEOUT_MS,
+            );
+          }),
+        ]);
   } catch (e) {
     throw new UriRefused(
       `cannot be reached: ${host} does not resolve (${(e as { code?: string }).code ?? 'lookup failed'})`,
     );
+  } finally {
+    clearTimeout(timer);
   }
   if (answers.length === 0) throw new UriRefused(`cannot be reached: ${host} has no address`);
   if (!options.allowPrivateAddresses) {

@@ -192,6 +192,10 @@ describe('what a run may read', () => {
     await expect(teamA.read(`file://${root}/a/../b/data.bin`)).rejects.toThrow(
       /outside your team's data roots/,
     );
+    // Whether a file exists in another team's folder is not told: missing or there, the same answer.
+    const there = String(await teamA.read(`file://${root}/b/data.bin`).catch((e: Error) => e.message));
+    const missing = String(await teamA.read(`file://${root}/b/no-such-file`).catch((e: Error) => e.message));
+    expect(missing.replace('no-such-file', 'data.bin')).toBe(there);
     // A team root must lie inside the server's; one that does not reads nothing.
     const outside = policyByteSource(policyForTeam(global, ['/etc']));
     await expect(outside.read('file:///etc/hostname')).rejects.toThrow(/outside the allowed data roots/);

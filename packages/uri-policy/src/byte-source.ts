@@ -1,7 +1,8 @@
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
 import { RetortError } from '@retort/spec';
 import { pinnedRequest } from './pinned-client.js';
-import { checkHttpUri, resolveFileUri, type UriPolicy } from './policy.js';
+import { checkHttpUri, outsideRoots, resolveFileUri, type UriPolicy } from './policy.js';
 import { UriRefused } from './refusal.js';
 
 /**
@@ -36,7 +37,10 @@ export function policyByteSource(policy: UriPolicy, options: ByteSourceOptions =
   return {
     maxBytes: cap,
     async read(uri, readOptions = {}) {
-      const maxBytes = Math.min(cap, readOptions.maxBytes ?? cap);
+      const asked = readOptions.maxBytes;
+      // Whatever a caller asks, never more than the cap (an ask that is not a size gets the cap).
+      const maxBytes =
+        asked !== undefined && Number.isFinite(asked) && asked >= 0 ? Math.min(cap, asked) : cap;
       try {
         return uri.startsWith('file:')
           ? await readFileCapped(uri, policy, maxBytes)
@@ -51,10 +55,22 @@ export function policyByteSource(policy: UriPolicy, options: ByteSourceOptions =
 
 async function readFileCapped(uri: string, policy: UriPolicy, maxBytes: number): Promise<Uint8Array> {
   const { path } = await resolveFileUri(uri, policy);
-  const file = await open(path, 'r');
+  // Non-blocking (a FIFO swapped in cannot hold the open) and not through a final symlink.
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW).catch(
+    () => {
+      throw new UriRefused('cannot be opened');
+    },
+  );
   try {
+    // What was opened is checked, not what was looked at: a path swapped between the check and
+    // the open (a directory replaced by a link into another team's folder) is refused here.
+    const opened = await realpath(`/proc/self/fd/${file.fd}`).catch(() => path);
+    const outside = await outsideRoots(opened, policy);
+    if (outside) throw new UriRefused(`changed while it was opened and now leads outside the data roots`);
+    const stats = await file.stat();
+    if (!stats.isFile()) throw new UriRefused('is not a regular file');
     // The size is read from the open file, so a file swapped after the check is still capped.
-    const { size } = await file.stat();
+    const { size } = stats;
     if (size > maxBytes)
       throw new UriRefused(`is ${size} bytes, more than the ${maxBytes} this server reads`);
     const bytes = Buffer.alloc(size);

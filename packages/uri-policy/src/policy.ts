@@ -62,14 +62,47 @@ export function checkTeamRoots(
   return { roots: out, problems };
 }
 
-async function realRoots(roots: string[]): Promise<string[]> {
-  return Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+/** Each root as given and as its real path (a root may itself be a link, /data → /mnt/data). */
+async function rootForms(roots: string[]): Promise<string[][]> {
+  return Promise.all(
+    roots.map(async (r) => {
+      const given = path.resolve(r);
+      const real = await realpath(r).catch(() => given);
+      return real === given ? [given] : [given, real];
+    }),
+  );
+}
+
+/**
+ * Which roots `p` falls outside: `server` (RETORT_DATA_ROOTS), `team` (the team's own), or null.
+ * A team root counts only where it lies inside a server root.
+ */
+export async function outsideRoots(p: string, policy: UriPolicy): Promise<'server' | 'team' | null> {
+  const server = (await rootForms(policy.dataRoots)).flat();
+  if (!server.some((r) => within(p, r))) return 'server';
+  if (policy.teamRoots) {
+    const team = (await rootForms(policy.teamRoots)).flat().filter((t) => server.some((g) => within(t, g)));
+    if (!team.some((r) => within(p, r))) return 'team';
+  }
+  return null;
+}
+
+function outsideRefusal(which: 'server' | 'team', policy: UriPolicy): UriRefused {
+  return which === 'server'
+    ? new UriRefused(
+        `is outside the allowed data roots (${policy.dataRoots.join(', ') || 'none configured'})`,
+      )
+    : new UriRefused(
+        `is outside your team's data roots (${policy.teamRoots?.join(', ') || 'none: ask an operator'})`,
+      );
 }
 
 /**
  * Resolves a `file://` URI to a real path inside the data roots (and the team's, when it has
- * some), or refuses it with a reason the user can act on. Symlinks are followed before the
- * check, so a link cannot lead outside, nor into another team's folder.
+ * some), or refuses it with a reason the user can act on. The path is checked as written before
+ * anything is looked up, so a path outside the roots gets the same answer whether or not it exists
+ * (no probing of other teams' folders); then symlinks are followed and the real path checked
+ * again, so a link cannot lead outside, nor into another team's folder.
  */
 export async function resolveFileUri(
   uri: string,
@@ -77,28 +110,20 @@ export async function resolveFileUri(
 ): Promise<{ path: string; size: number }> {
   let p: string;
   try {
-    p = fileURLToPath(uri);
+    p = path.resolve(fileURLToPath(uri));
   } catch {
     throw new UriRefused('is not a valid file:// URI');
   }
+  const asWritten = await outsideRoots(p, policy);
+  if (asWritten) throw outsideRefusal(asWritten, policy);
   let real: string;
   try {
     real = await realpath(p);
   } catch {
     throw new UriRefused('does not exist');
   }
-  const global = await realRoots(policy.dataRoots);
-  if (!global.some((r) => within(real, r)))
-    throw new UriRefused(
-      `is outside the allowed data roots (${policy.dataRoots.join(', ') || 'none configured'})`,
-    );
-  if (policy.teamRoots) {
-    const team = (await realRoots(policy.teamRoots)).filter((t) => global.some((g) => within(t, g)));
-    if (!team.some((r) => within(real, r)))
-      throw new UriRefused(
-        `is outside your team's data roots (${policy.teamRoots.join(', ') || 'none: ask an operator'})`,
-      );
-  }
+  const resolved = await outsideRoots(real, policy);
+  if (resolved) throw outsideRefusal(resolved, policy);
   const s = await stat(real);
   if (!s.isFile()) throw new UriRefused('is not a regular file');
   return { path: real, size: s.size };

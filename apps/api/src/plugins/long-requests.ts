@@ -29,6 +29,7 @@ export class LongRequests {
   private readonly open = new Map<string, Set<AbortController>>();
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
+  private checking = false;
 
   constructor(
     private readonly db: Db,
@@ -67,6 +68,9 @@ export class LongRequests {
   }
 
   private async checkRevoked(): Promise<void> {
+    // One check at a time: a slow Postgres must not gather a pile of them on the pool.
+    if (this.checking) return;
+    this.checking = true;
     const keys = [...this.open.keys()];
     let active: Set<string>;
     try {
@@ -75,6 +79,8 @@ export class LongRequests {
       // Postgres is down: the streams' own reads fail too and end them.
       this.log.warn({ err: String(e) }, 'could not check the keys of open streams');
       return;
+    } finally {
+      this.checking = false;
     }
     for (const k of keys) if (!active.has(k)) for (const c of this.open.get(k) ?? []) c.abort('revoked');
   }

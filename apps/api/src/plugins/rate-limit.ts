@@ -87,7 +87,9 @@ export function registerRateLimit(app: FastifyInstance, redis: Redis, limits: Ra
       );
     },
   });
-  app.addHook('preHandler', async (request, reply) => {
+  // onRequest, after auth's (registered after it): every request a key makes counts, those that
+  // fail validation or their scope included.
+  app.addHook('onRequest', async (request, reply) => {
     if (UNLIMITED.has(request.url.split('?')[0]!)) return;
     const key = request.identity ? `key:${request.identity.keyId}` : `ip:${request.ip}`;
     await consume(

@@ -26,6 +26,8 @@ export class EventStreamWriter {
 
   private async write(chunk: string): Promise<void> {
     this.lastWrite = Date.now();
+    // A closed socket never drains: nothing to wait for.
+    if (this.out.destroyed || this.out.writableEnded) return;
     if (this.out.write(chunk) || this.stop.aborted) return;
     await new Promise<void>((resolve) => {
       const done = () => {

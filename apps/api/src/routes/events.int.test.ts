@@ -129,19 +129,26 @@ describe('long requests are bounded', () => {
       const k = (await newKey(['runs:read'])).key;
       const a = follow(k);
       const b = follow(k);
-      await expect.poll(() => a.state.status * b.state.status).toBe(200 * 200);
+      await expect.poll(() => a.state.status * b.state.status, { timeout: 10_000 }).toBe(200 * 200);
       const third = await waitFor(k);
       expect([third.status, ((await third.json()) as { code: string }).code]).toEqual([
         429,
         'RETORT_RATE_LIMITED',
       ]);
       const other = follow((await newKey(['runs:read'])).key);
-      await expect.poll(() => other.state.status).toBe(200);
+      await expect.poll(() => other.state.status, { timeout: 10_000 }).toBe(200);
       a.abort();
-      await expect.poll(() => t.app.longRequests.size).toBe(2); // the server saw it go
+      await expect.poll(() => t.app.longRequests.size, { timeout: 10_000 }).toBe(2); // the server saw it go
       const again = follow(k);
-      await expect.poll(() => again.state.status).toBe(200);
+      await expect.poll(() => again.state.status, { timeout: 10_000 }).toBe(200);
       for (const s of [b, other, again]) s.abort();
+      // Clients that leave at once, however early, give their places back.
+      await expect.poll(() => t.app.longRequests.size, { timeout: 10_000 }).toBe(0);
+      for (let i = 0; i < 20; i++) follow(k).abort();
+      await expect.poll(() => t.app.longRequests.size, { timeout: 10_000 }).toBe(0);
+      const last = follow(k);
+      await expect.poll(() => last.state.status, { timeout: 10_000 }).toBe(200);
+      last.abort();
     } finally {
       await t.close();
     }
@@ -153,8 +160,9 @@ describe('long requests are bounded', () => {
       const { newKey, follow, waitFor } = await open(t);
       const k = await newKey(['runs:read']);
       const s = follow(k.key);
-      await expect.poll(() => s.state.status).toBe(200);
+      await expect.poll(() => s.state.status, { timeout: 10_000 }).toBe(200);
       const waiting = waitFor(k.key);
+      await expect.poll(() => t.app.longRequests.size, { timeout: 10_000 }).toBe(2); // both are open
       await t.app.inject({ method: 'DELETE', url: `/v1/admin/keys/${k.id}`, headers: t.auth });
       const answer = await waiting;
       expect([answer.status, ((await answer.json()) as { code: string }).code]).toEqual([
@@ -174,9 +182,9 @@ describe('long requests are bounded', () => {
     const t = await testApi(inject('postgresServerUrl'), inject('redisUrl'), 'long_close');
     const { follow, waitFor } = await open(t);
     const s = follow(t.adminKey);
-    await expect.poll(() => s.state.status).toBe(200);
+    await expect.poll(() => s.state.status, { timeout: 10_000 }).toBe(200);
     const waiting = waitFor(t.adminKey);
-    await expect.poll(() => t.app.longRequests.size).toBe(2);
+    await expect.poll(() => t.app.longRequests.size, { timeout: 10_000 }).toBe(2);
     await t.close(); // before: held until the wait's timeout (600 s here)
     const answer = await waiting;
     expect(answer.status).toBe(200);

@@ -64,6 +64,7 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
       const gone = new AbortController();
       const stop = AbortSignal.any([gone.signal, held.signal]);
       res.on('close', () => gone.abort());
+      if (res.destroyed || res.socket?.destroyed) gone.abort(); // it left before we listened
       const stream = new EventStreamWriter(res, stop);
       let lastProgress = '';
       try {

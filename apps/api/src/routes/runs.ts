@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import {
   type Db,
   getRun,
@@ -12,7 +13,6 @@ import {
 import type { RunProducer } from '@retort/queue';
 import {
   ErrorBodySchema,
-  isRetortError,
   RetortError,
   RunSchema,
   type RunSpec,
@@ -52,12 +52,13 @@ async function waitForEnd(
   identity: KeyIdentity,
   id: string,
   timeoutS: number,
-  raw: NodeJS.EventEmitter,
+  raw: ServerResponse,
 ) {
   const held = app.longRequests.begin(identity);
   const gone = new AbortController();
   const onClose = () => gone.abort();
   raw.once('close', onClose);
+  if (raw.destroyed || raw.socket?.destroyed) gone.abort(); // the client left before we listened
   const stop = AbortSignal.any([gone.signal, held.signal]);
   const deadline = Date.now() + timeoutS * 1000;
   try {
@@ -145,12 +146,12 @@ export function runRoutes(app: FastifyInstance, deps: SubmitDeps & { db: Db; pro
         request.headers['idempotency-key'],
       );
       request.auditTarget = run.id;
-      // The run exists now: a wait that cannot go on (Postgres gone meanwhile) answers with the run
-      // as created, never with an error that would read as "not submitted".
+      // The run exists now: a wait that cannot go on (Postgres gone meanwhile, the key's share of
+      // waits taken, the key revoked) answers with the run as created, never with an error that
+      // would read as "not submitted".
       const answer = request.query.wait
         ? await waitForEnd(app, deps.db, request.identity, run.id, request.query.timeout, reply.raw).catch(
             (e: unknown) => {
-              if (isRetortError(e) && e.code === 'RETORT_UNAUTHENTICATED') throw e;
               request.log.warn(
                 { runId: run.id, err: String(e) },
                 'wait ended early; answering the run as created',

@@ -100,10 +100,14 @@ export class WebhookDispatcher {
           leaseMs: Math.max(60_000, 2 * this.s.timeoutMs),
         });
         for (const d of due) {
-          const done = this.attempt(d).finally(() => {
-            this.inFlight.delete(d.id);
-            this.schedule(0); // a slot is free: fill it now rather than at the next poll
-          });
+          const done = this.attempt(d)
+            .catch((e) =>
+              this.log.warn({ delivery: d.id.toString(), err: String(e) }, 'webhook attempt failed'),
+            )
+            .finally(() => {
+              this.inFlight.delete(d.id);
+              this.schedule(0); // a slot is free: fill it now rather than at the next poll
+            });
           this.inFlight.set(d.id, { teamId: d.teamId, done });
         }
       } catch (e) {
@@ -117,11 +121,11 @@ export class WebhookDispatcher {
   }
 
   private async attempt(d: DueDelivery): Promise<void> {
-    const body = deliveryBody(d);
     const started = performance.now();
     let statusCode: number | null = null;
     let error: string | null = null;
     try {
+      const body = deliveryBody(d);
       const res = await pinnedRequest({
         url: new URL(d.url),
         method: 'POST',

@@ -137,8 +137,9 @@ export interface ClaimDeliveries {
 }
 
 /**
- * Leases deliveries that are due, fairly: each team's oldest first, teams taken in turn (the first
- * due delivery of every team before the second of any), none beyond a team's share of slots.
+ * Leases deliveries that are due, fairly: each team's oldest first, teams taken in turn counting
+ * what each already has in flight (a team with none goes before one with three, whatever the age
+ * of their backlogs), none beyond a team's share of slots.
  */
 export async function claimDueDeliveries(db: Db, c: ClaimDeliveries): Promise<DueDelivery[]> {
   if (c.limit <= 0) return [];
@@ -158,7 +159,7 @@ export async function claimDueDeliveries(db: Db, c: ClaimDeliveries): Promise<Du
          LEFT JOIN unnest($4::uuid[], $5::int[]) AS b(team_id, n) ON b.team_id = w.team_id
      ),
      candidates AS (
-       SELECT c.id, c.turn
+       SELECT c.id, c.turn + t.busy AS place
          FROM teams t
         CROSS JOIN LATERAL (
           SELECT d.id, row_number() OVER (ORDER BY d.next_attempt_at, d.id) AS turn
@@ -168,7 +169,7 @@ export async function claimDueDeliveries(db: Db, c: ClaimDeliveries): Promise<Du
            ORDER BY d.next_attempt_at, d.id
            LIMIT greatest(0, $2::int - t.busy)
         ) c
-        ORDER BY c.turn, c.id
+        ORDER BY place, c.id
         LIMIT $1
      ),
      locked AS (

@@ -62,6 +62,22 @@ describe('reading a model: only what its manifest may name', () => {
     });
   });
 
+  it('refuses a file named twice in other spellings, and a manifest without sizes', async () => {
+    const spelled = folder('spelled', (j) => {
+      j.weightsManifest[0]!.paths = ['weights.bin', './weights.bin', '%77eights.bin'];
+    });
+    await expect(load(spelled)).rejects.toMatchObject({
+      message: expect.stringMatching(/weights path 2 names a file the manifest already named/),
+    });
+    const shapeless = folder('shapeless', (j) => {
+      (j.weightsManifest[0]!.weights[0] as { shape: unknown }).shape = ['x'];
+    });
+    await expect(load(shapeless)).rejects.toMatchObject({
+      code: 'RETORT_TEACHER_UNREADABLE',
+      message: expect.stringMatching(/has no name or no valid shape/),
+    });
+  });
+
   it('refuses weights paths of another scheme, host or folder, and queries', async () => {
     writeFileSync(path.join(root, 'secret.bin'), weights);
     for (const p of [
@@ -112,6 +128,30 @@ describe('reading a model: only what its manifest may name', () => {
     const failure = await load(`file://${dir}/model.json`).catch((e: Error) => e.message);
     expect(failure).toMatch(/model.json is not valid JSON/);
     expect(failure).not.toMatch(/s3cr3t/);
+  });
+
+  it('refuses an ONNX teacher with external data in a Constant node too', async () => {
+    const { onnx } = onnxProto;
+    const model = onnx.ModelProto.decode(readFileSync(new URL('fmnist-mlp-teacher.onnx', FIXTURES)));
+    const tensor = onnx.TensorProto.create({
+      name: 'c',
+      dims: [1],
+      dataType: 1,
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [onnx.StringStringEntryProto.create({ key: 'location', value: '/etc/passwd' })],
+    });
+    model.graph!.node!.push(
+      onnx.NodeProto.create({
+        opType: 'Constant',
+        output: ['c_out'],
+        attribute: [onnx.AttributeProto.create({ name: 'value', t: tensor, type: 4 })],
+      }),
+    );
+    const file = path.join(root, 'external-constant.onnx');
+    writeFileSync(file, onnx.ModelProto.encode(model).finish());
+    await expect(
+      loadTeacher({ uri: `file://${file}`, format: 'onnx' }, [28, 28, 1], src, noRuns),
+    ).rejects.toMatchObject({ message: expect.stringMatching(/tensor "c" in an external data file/) });
   });
 
   it('refuses an ONNX teacher whose tensors live in an external file', async () => {

@@ -24,8 +24,17 @@ export type RunModelLoader = (runId: string) => Promise<SavedModel>;
 /** model.json at `uri`, and a reader for the weights files it names (beside it), hashing all of them. */
 function modelFiles(uri: string, src: ByteSource, what: string, code: LoadErrorCode) {
   const hash = createHash('sha256');
+  const seen = new Set<string>();
   const readWeights: ReadWeights = async (p, index, maxBytes) => {
-    const bytes = await src.read(weightFileUri(uri, p, index, what, code), { maxBytes });
+    const file = weightFileUri(uri, p, index, what, code);
+    // Named once as written is checked too; this catches `./w.bin` and `%77.bin` for `w.bin`.
+    if (seen.has(file))
+      throw new RetortError(
+        code,
+        `${what}: weights path ${index + 1} names a file the manifest already named`,
+      );
+    seen.add(file);
+    const bytes = await src.read(file, { maxBytes });
     hash.update(bytes);
     return bytes;
   };

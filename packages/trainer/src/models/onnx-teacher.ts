@@ -23,22 +23,39 @@ export function onnxParamCount(model: ModelProto): number {
   return total;
 }
 
-/** Every tensor a graph holds: initializers, sparse ones, and Constant-style attributes, subgraphs included. */
-function* tensorsOf(graph: GraphProto | null | undefined): Generator<TensorProto> {
-  if (!graph) return;
-  yield* graph.initializer ?? [];
-  for (const s of graph.sparseInitializer ?? []) {
-    if (s.values) yield s.values;
-    if (s.indices) yield s.indices;
-  }
-  for (const node of graph.node ?? [])
+type NodeProto = OnnxTypes.INodeProto;
+type SparseTensorProto = OnnxTypes.ISparseTensorProto;
+
+function* tensorsOfSparse(t: SparseTensorProto | null | undefined): Generator<TensorProto> {
+  if (t?.values) yield t.values;
+  if (t?.indices) yield t.indices;
+}
+
+/** Every tensor some nodes hold in their attributes (Constant and the like), subgraphs included. */
+function* tensorsOfNodes(nodes: NodeProto[] | null | undefined): Generator<TensorProto> {
+  for (const node of nodes ?? [])
     for (const a of node.attribute ?? []) {
       if (a.t) yield a.t;
       yield* a.tensors ?? [];
-      if (a.sparseTensor?.values) yield a.sparseTensor.values;
-      yield* tensorsOf(a.g);
-      for (const g of a.graphs ?? []) yield* tensorsOf(g);
+      yield* tensorsOfSparse(a.sparseTensor);
+      for (const st of a.sparseTensors ?? []) yield* tensorsOfSparse(st);
+      yield* tensorsOfGraph(a.g);
+      for (const g of a.graphs ?? []) yield* tensorsOfGraph(g);
     }
+}
+
+/** Every tensor a graph holds: initializers, sparse ones, and those in its nodes. */
+function* tensorsOfGraph(graph: GraphProto | null | undefined): Generator<TensorProto> {
+  if (!graph) return;
+  yield* graph.initializer ?? [];
+  for (const s of graph.sparseInitializer ?? []) yield* tensorsOfSparse(s);
+  yield* tensorsOfNodes(graph.node);
+}
+
+/** Every tensor of a model: its graph's and its functions' (which ONNX Runtime inlines). */
+function* tensorsOf(model: ModelProto): Generator<TensorProto> {
+  yield* tensorsOfGraph(model.graph);
+  for (const f of model.functions ?? []) yield* tensorsOfNodes(f.node);
 }
 
 /**
@@ -52,7 +69,7 @@ export function decodeOnnx(bytes: Uint8Array, what: string): ModelProto {
   } catch {
     throw new RetortError('RETORT_TEACHER_UNREADABLE', `${what} is not an ONNX model (it does not decode)`);
   }
-  for (const t of tensorsOf(model.graph)) {
+  for (const t of tensorsOf(model)) {
     if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL || (t.externalData?.length ?? 0) > 0)
       throw new RetortError(
         'RETORT_TEACHER_UNREADABLE',

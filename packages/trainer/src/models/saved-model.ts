@@ -69,6 +69,18 @@ export function declaredWeightBytes(weights: tf.io.WeightsManifestEntry[]): numb
   return total;
 }
 
+/** Whether every weight of a manifest has a name and a shape of whole, non-negative sizes. */
+function wellFormed(weights: unknown[]): weights is tf.io.WeightsManifestEntry[] {
+  return weights.every((w) => {
+    const { name, shape } = (w ?? {}) as { name?: unknown; shape?: unknown };
+    return (
+      typeof name === 'string' &&
+      Array.isArray(shape) &&
+      shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)
+    );
+  });
+}
+
 /**
  * Reads a TensorFlow.js `model.json` (layers or graph format) and the weights files its manifest
  * names. A file named twice is refused (a short file listed many times would read as a huge
@@ -106,8 +118,12 @@ export async function readModelArtifacts(
       throw new RetortError(code, `${what}: weights path ${i + 1} names a file the manifest already named`);
     seen.add(p);
   }
-  const weightSpecs = manifest.flatMap((g) => g.weights);
+  const weightSpecs: unknown[] = manifest.flatMap((g) => g.weights);
+  if (!wellFormed(weightSpecs))
+    throw new RetortError(code, `${what}: a weight in model.json's manifest has no name or no valid shape`);
   const declared = declaredWeightBytes(weightSpecs);
+  if (declared !== null && !Number.isSafeInteger(declared))
+    throw new RetortError(code, `${what}: its manifest declares more weights than any model could hold`);
   if (declared !== null && declared > maxBytes)
     throw new RetortError(
       code,
