@@ -17,7 +17,10 @@ function withCommonErrors(schema: FastifySchema, authenticated: boolean): Fastif
   if (authenticated) {
     add(401, '`RETORT_UNAUTHENTICATED`: no key, or one that is unknown or revoked.');
     add(403, '`RETORT_FORBIDDEN`: the key lacks the scope.');
-    add(429, '`RETORT_RATE_LIMITED`: over the key’s requests a minute; see `Retry-After`.');
+    add(
+      429,
+      '`RETORT_RATE_LIMITED`: over the key’s requests a minute, or too many failed authentications from this address; see `Retry-After`.',
+    );
   }
   if (schema.body) {
     add(413, '`RETORT_PAYLOAD_TOO_LARGE`: the body is over the limit.');
