@@ -9,7 +9,7 @@ import { registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerLongRequests } from './plugins/long-requests.js';
 import { registerOpenApi } from './plugins/openapi.js';
-import { registerRateLimit } from './plugins/rate-limit.js';
+import { rateLimiters } from './plugins/rate-limit.js';
 import { registerValidation } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
@@ -54,13 +54,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerErrorHandling(app);
-  registerAuth(app, deps.db);
-  // After auth: it counts each request against the key auth found (and auth's failures per address).
-  registerRateLimit(app, deps.redis, {
-    perMinute: deps.config.rateLimitPerMin,
-    authFailuresPerMinute: deps.config.limits.authFailuresPerMin,
-    prefix: deps.config.queuePrefix,
-  });
+  registerAuth(
+    app,
+    deps.db,
+    rateLimiters(deps.redis, {
+      perMinute: deps.config.rateLimitPerMin,
+      authFailuresPerMinute: deps.config.limits.authFailuresPerMin,
+      prefix: deps.config.queuePrefix,
+    }),
+  );
   registerAudit(app, deps.db);
   registerLongRequests(app, deps.db, deps.config.limits.streamsPerKey);
   await registerOpenApi(app);

@@ -1,6 +1,7 @@
 import { type Db, findKey, type KeyIdentity, touchKey } from '@retort/db';
 import { RetortError } from '@retort/spec';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RateLimiters } from './rate-limit.js';
 
 export type Scope = 'runs:read' | 'runs:write' | 'admin';
 
@@ -17,29 +18,31 @@ declare module 'fastify' {
 const TOUCH_EVERY_MS = 60_000;
 
 /**
- * Bearer-key authentication for every route that declares a scope: 401 without a valid key, 403
- * when the key lacks the scope. Failures count against the client's address (see rate-limit.ts):
- * past the limit it gets 429 before any key is looked up. The identity is set before the scope
- * is checked, so a refused write is still audited. A key's last use is recorded at most once a
- * minute.
+ * The gate every request passes. Routes that declare a scope need a bearer key: 401 without a
+ * valid one, 403 when it lacks the scope. Failures count against the client's address: past the
+ * limit it gets 429 before any key is looked up. Then the request counts against its key's rate
+ * limit (its address's, on routes without a key), those that go on to fail validation or their
+ * scope included. The identity is set before the scope is checked, so a refused write is still
+ * audited. A key's last use is recorded at most once a minute.
  */
-export function registerAuth(app: FastifyInstance, db: Db): void {
+export function registerAuth(app: FastifyInstance, db: Db, limits: RateLimiters): void {
   const touched = new Map<string, number>();
   app.decorateRequest('identity', null as unknown as KeyIdentity);
   const refuse = async (request: FastifyRequest, reply: FastifyReply, message: string) => {
-    await app.authFailures.record(request, reply); // 429 once this address has failed too often
+    await limits.recordAuthFailure(request, reply); // 429 once this address has failed too often
     throw new RetortError('RETORT_UNAUTHENTICATED', message);
   };
   app.addHook('onRequest', async (request, reply) => {
     const scope = request.routeOptions.config.scope;
-    if (!scope) return;
-    await app.authFailures.check(request, reply);
+    if (!scope) return limits.countRequest(request, reply);
+    await limits.checkAuthFailures(request, reply);
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(\S{1,512})$/i.exec(header);
     if (!match) return refuse(request, reply, 'Send an API key as `Authorization: Bearer <key>`.');
     const identity = await findKey(db, match[1]!);
     if (!identity) return refuse(request, reply, 'The API key is not valid (unknown or revoked).');
     request.identity = identity;
+    await limits.countRequest(request, reply);
     if (!identity.scopes.includes(scope) && !identity.scopes.includes('admin')) {
       throw new RetortError('RETORT_FORBIDDEN', `This key lacks the scope ${scope}.`);
     }

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { activeKeyIds, type Db, type KeyIdentity } from '@retort/db';
 import { RetortError } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
@@ -6,8 +7,13 @@ import type { FastifyInstance } from 'fastify';
 export type EndReason = 'revoked' | 'shutting-down';
 
 export interface LongRequest {
-  /** Aborted (with an `EndReason` as its reason) when the key is revoked or the API stops. */
+  /**
+   * Aborted when the request should end early: its client left, its key was revoked, or the API
+   * is stopping (`endedBy` says which).
+   */
   readonly signal: AbortSignal;
+  /** Why it was ended early, or null while it may go on. */
+  endedBy(): EndReason | 'client-left' | null;
   close(): void;
 }
 
@@ -37,7 +43,8 @@ export class LongRequests {
     private readonly log: { warn(o: object, m: string): void },
   ) {}
 
-  begin(identity: KeyIdentity): LongRequest {
+  /** Holds a place for `identity`'s request answered on `response`; 429 beyond the key's share. */
+  begin(identity: KeyIdentity, response: ServerResponse): LongRequest {
     if (this.closing)
       throw new RetortError('RETORT_SHUTTING_DOWN', 'This API process is stopping; try again.');
     const mine = this.open.get(identity.keyId) ?? new Set();
@@ -46,14 +53,22 @@ export class LongRequests {
         'RETORT_RATE_LIMITED',
         `This key has ${mine.size} event streams or waits open, the most it may; close one first.`,
       );
-    const controller = new AbortController();
-    mine.add(controller);
+    const ended = new AbortController();
+    mine.add(ended);
     this.open.set(identity.keyId, mine);
     this.timer ??= setInterval(() => void this.checkRevoked(), REVOCATION_CHECK_MS);
+    const left = () => {
+      if (!ended.signal.aborted) ended.abort('client-left');
+    };
+    response.once('close', left);
+    // A client that left before anyone listened has closed already.
+    if (response.destroyed || response.socket?.destroyed) left();
     return {
-      signal: controller.signal,
+      signal: ended.signal,
+      endedBy: () => (ended.signal.aborted ? (ended.signal.reason as EndReason | 'client-left') : null),
       close: () => {
-        mine.delete(controller);
+        response.removeListener('close', left);
+        mine.delete(ended);
         if (mine.size === 0 && this.open.get(identity.keyId) === mine) this.open.delete(identity.keyId);
         if (this.open.size === 0) this.stopTimer();
       },
@@ -82,13 +97,15 @@ export class LongRequests {
     } finally {
       this.checking = false;
     }
-    for (const k of keys) if (!active.has(k)) for (const c of this.open.get(k) ?? []) c.abort('revoked');
+    for (const k of keys)
+      if (!active.has(k)) for (const c of this.open.get(k) ?? []) if (!c.signal.aborted) c.abort('revoked');
   }
 
   /** Ends every open request (shutdown) and refuses new ones. */
   endAll(): void {
     this.closing = true;
-    for (const set of this.open.values()) for (const c of set) c.abort('shutting-down');
+    for (const set of this.open.values())
+      for (const c of set) if (!c.signal.aborted) c.abort('shutting-down');
     this.stopTimer();
   }
 

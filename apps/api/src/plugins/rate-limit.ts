@@ -1,5 +1,5 @@
 import { RetortError } from '@retort/spec';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 
@@ -44,15 +44,14 @@ async function consume(
   }
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Called by auth before it looks a key up and when a key fails: brute force is limited per address. */
-    authFailures: {
-      /** 429 when this address has failed too often this minute (no key is looked up then). */
-      check(request: FastifyRequest, reply: FastifyReply): Promise<void>;
-      record(request: FastifyRequest, reply: FastifyReply): Promise<void>;
-    };
-  }
+/** What auth asks of the limits: the gate every request passes (plugins/auth.ts calls it). */
+export interface RateLimiters {
+  /** 429 when this address has failed authentication too often this minute (no key is looked up then). */
+  checkAuthFailures(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /** Counts a failed authentication; 429 once the address is over its limit. */
+  recordAuthFailure(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /** Counts a request against its key (its address without one); 429 over the limit. Health checks are free. */
+  countRequest(request: FastifyRequest, reply: FastifyReply): Promise<void>;
 }
 
 const UNLIMITED = new Set(['/healthz', '/readyz']);
@@ -60,44 +59,34 @@ const UNLIMITED = new Set(['/healthz', '/readyz']);
 /**
  * Rate limits, counted in Redis so that every API process shares them: each key (each client
  * address on routes without a key) may make `perMinute` requests a minute, and each address may
- * fail authentication `authFailuresPerMinute` times; beyond either, 429 with `Retry-After`.
- * Counted after authentication, so a key's count is the key's, not the string a client sends.
- * Health checks are not limited. While Redis is down every process counts on its own.
+ * fail authentication `authFailuresPerMinute` times; beyond either, 429 with `Retry-After`. A
+ * key's count is the key's, not the string a client sends: auth counts a request once it knows
+ * the key. While Redis is down every process counts on its own.
  */
-export function registerRateLimit(app: FastifyInstance, redis: Redis, limits: RateLimits): void {
+export function rateLimiters(redis: Redis, limits: RateLimits): RateLimiters {
   const requests = limiter(redis, `${limits.prefix}:rate:req`, limits.perMinute);
   const failures = limiter(redis, `${limits.prefix}:rate:authfail`, limits.authFailuresPerMinute);
-  app.decorate('authFailures', {
-    async check(request, reply) {
+  const failed = (ms: number) =>
+    `Too many failed authentications from this address; try again in ${Math.ceil(ms / 1000)} s.`;
+  return {
+    async checkAuthFailures(request, reply) {
       const res = await failures.get(`ip:${request.ip}`).catch(() => null);
       if (res && res.consumedPoints >= limits.authFailuresPerMinute)
-        throw tooMany(
-          reply,
-          res,
-          `Too many failed authentications from this address; try again in ${Math.ceil(res.msBeforeNext / 1000)} s.`,
-        );
+        throw tooMany(reply, res, failed(res.msBeforeNext));
     },
-    async record(request, reply) {
+    async recordAuthFailure(request, reply) {
+      await consume(failures, `ip:${request.ip}`, reply, (r) => failed(r.msBeforeNext));
+    },
+    async countRequest(request, reply) {
+      if (UNLIMITED.has(request.url.split('?')[0]!)) return;
+      const key = request.identity ? `key:${request.identity.keyId}` : `ip:${request.ip}`;
       await consume(
-        failures,
-        `ip:${request.ip}`,
+        requests,
+        key,
         reply,
         (r) =>
-          `Too many failed authentications from this address; try again in ${Math.ceil(r.msBeforeNext / 1000)} s.`,
+          `Rate limit: ${limits.perMinute} requests a minute; try again in ${Math.ceil(r.msBeforeNext / 1000)} s.`,
       );
     },
-  });
-  // onRequest, after auth's (registered after it): every request a key makes counts, those that
-  // fail validation or their scope included.
-  app.addHook('onRequest', async (request, reply) => {
-    if (UNLIMITED.has(request.url.split('?')[0]!)) return;
-    const key = request.identity ? `key:${request.identity.keyId}` : `ip:${request.ip}`;
-    await consume(
-      requests,
-      key,
-      reply,
-      (r) =>
-        `Rate limit: ${limits.perMinute} requests a minute; try again in ${Math.ceil(r.msBeforeNext / 1000)} s.`,
-    );
-  });
+  };
 }

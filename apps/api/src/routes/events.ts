@@ -2,7 +2,7 @@ import { type Db, getRun, pointsOf, runEventsAfter } from '@retort/db';
 import { ErrorBodySchema, RetortError } from '@retort/spec';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { type EndReason, sleep } from '../plugins/long-requests.js';
+import { sleep } from '../plugins/long-requests.js';
 import { EventStreamWriter } from './event-stream.js';
 import { BigIdSchema } from './ids.js';
 import { checkRunId } from './runs.js';
@@ -50,7 +50,10 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
       await getRun(db, teamId, id); // 404 unless it is the team's
       const last = request.headers['last-event-id'];
       let cursor = BigInt((typeof last === 'string' ? last : undefined) ?? request.query.after ?? '0');
-      const held = app.longRequests.begin(request.identity); // 429 beyond the key's open streams
+      // 429 beyond the key's open streams; ends early if the client leaves, the key is revoked or
+      // this process stops.
+      const held = app.longRequests.begin(request.identity, reply.raw);
+      const stop = held.signal;
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -59,12 +62,6 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      // One signal for every way the stream can end early: the client left, the key was revoked,
-      // or this process is stopping.
-      const gone = new AbortController();
-      const stop = AbortSignal.any([gone.signal, held.signal]);
-      res.on('close', () => gone.abort());
-      if (res.destroyed || res.socket?.destroyed) gone.abort(); // it left before we listened
       const stream = new EventStreamWriter(res, stop);
       let lastProgress = '';
       try {
@@ -107,8 +104,8 @@ export function eventRoutes(app: FastifyInstance, db: Db, pollMs: number): void 
           if (Date.now() - stream.lastWrite > HEARTBEAT_MS) await stream.comment('keep-alive');
           await sleep(pollMs, stop);
         }
-        const why = held.signal.aborted ? (held.signal.reason as EndReason) : null;
-        if (why && !gone.signal.aborted) {
+        const why = held.endedBy();
+        if (why === 'revoked' || why === 'shutting-down') {
           const error =
             why === 'revoked'
               ? new RetortError('RETORT_UNAUTHENTICATED', 'The API key was revoked; the stream ends.')

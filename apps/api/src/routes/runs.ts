@@ -54,23 +54,18 @@ async function waitForEnd(
   timeoutS: number,
   raw: ServerResponse,
 ) {
-  const held = app.longRequests.begin(identity);
-  const gone = new AbortController();
-  const onClose = () => gone.abort();
-  raw.once('close', onClose);
-  if (raw.destroyed || raw.socket?.destroyed) gone.abort(); // the client left before we listened
-  const stop = AbortSignal.any([gone.signal, held.signal]);
+  const held = app.longRequests.begin(identity, raw);
+  const stop = held.signal;
   const deadline = Date.now() + timeoutS * 1000;
   try {
     for (;;) {
       const run = await getRun(db, identity.teamId, id);
-      if (held.signal.reason === 'revoked')
+      if (held.endedBy() === 'revoked')
         throw new RetortError('RETORT_UNAUTHENTICATED', 'The API key was revoked while the request waited.');
       if (ENDED.has(run.status) || stop.aborted || Date.now() >= deadline) return run;
       await sleep(Math.min(WAIT_POLL_MS, Math.max(0, deadline - Date.now())), stop);
     }
   } finally {
-    raw.removeListener('close', onClose);
     held.close();
   }
 }
