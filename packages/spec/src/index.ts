@@ -1,3 +1,4 @@
+export * from './byte-source.js';
 export * from './errors.js';
 export * from './resources.js';
 export * from './run-spec.js';

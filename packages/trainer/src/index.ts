@@ -1,5 +1,5 @@
+export type { ByteSource } from '@retort/spec';
 export { type BackendInfo, type BackendName, initBackend } from './backend.js';
-export type { ByteSource } from './byte-source.js';
 export {
   type CheckpointData,
   decodeCheckpoint,

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { ByteSource } from '@retort/spec';
 import { RetortError, type RunSpec, type RunSummary, teachersOf } from '@retort/spec';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendInfo } from './backend.js';
-import type { ByteSource } from './byte-source.js';
 import {
   type CheckpointData,
   encodeCheckpoint,

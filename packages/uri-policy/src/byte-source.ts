@@ -1,19 +1,9 @@
 import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
-import { RetortError } from '@retort/spec';
+import { type ByteSource, RetortError } from '@retort/spec';
 import { pinnedRequest } from './pinned-client.js';
 import { checkHttpUri, outsideRoots, resolveFileUri, type UriPolicy } from './policy.js';
 import { UriRefused } from './refusal.js';
-
-/**
- * What the trainer reads through: the bytes behind a URI, at most `maxBytes` of them. The trainer
- * declares the same interface and never opens a file or a socket itself.
- */
-export interface PolicyByteSource {
-  /** The most bytes any one read may return. */
-  readonly maxBytes: number;
-  read(uri: string, options?: { maxBytes?: number }): Promise<Uint8Array>;
-}
 
 export interface ByteSourceOptions {
   /** The largest file a run may read, local or downloaded. Default 2 GiB. */
@@ -31,7 +21,7 @@ const IDLE_TIMEOUT_MS = 60_000;
  * resolved and the connection goes to the address that passed; every redirect is checked like the
  * first URI. Failures are `RETORT_DATA_UNREADABLE` naming the URI.
  */
-export function policyByteSource(policy: UriPolicy, options: ByteSourceOptions = {}): PolicyByteSource {
+export function policyByteSource(policy: UriPolicy, options: ByteSourceOptions = {}): ByteSource {
   const cap = options.maxBytes ?? 2 * 1024 ** 3;
   const deadlineMs = options.downloadDeadlineMs ?? 3_600_000;
   return {
@@ -54,7 +44,7 @@ export function policyByteSource(policy: UriPolicy, options: ByteSourceOptions =
 }
 
 async function readFileCapped(uri: string, policy: UriPolicy, maxBytes: number): Promise<Uint8Array> {
-  const { path } = await resolveFileUri(uri, policy);
+  const path = await resolveFileUri(uri, policy);
   // Non-blocking (a FIFO swapped in cannot hold the open) and not through a final symlink.
   const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW).catch(
     () => {

@@ -1,5 +1,5 @@
 export { nonPublicAddress, type PinnedAddress, resolvePublicAddress } from './addresses.js';
-export { type ByteSourceOptions, type PolicyByteSource, policyByteSource } from './byte-source.js';
+export { type ByteSourceOptions, policyByteSource } from './byte-source.js';
 export { type PinnedRequest, type PinnedResponse, pinnedRequest } from './pinned-client.js';
 export {
   checkHttpUri,

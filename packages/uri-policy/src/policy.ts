@@ -104,10 +104,7 @@ function outsideRefusal(which: 'server' | 'team', policy: UriPolicy): UriRefused
  * (no probing of other teams' folders); then symlinks are followed and the real path checked
  * again, so a link cannot lead outside, nor into another team's folder.
  */
-export async function resolveFileUri(
-  uri: string,
-  policy: UriPolicy,
-): Promise<{ path: string; size: number }> {
+export async function resolveFileUri(uri: string, policy: UriPolicy): Promise<string> {
   let p: string;
   try {
     p = path.resolve(fileURLToPath(uri));
@@ -126,7 +123,7 @@ export async function resolveFileUri(
   if (resolved) throw outsideRefusal(resolved, policy);
   const s = await stat(real);
   if (!s.isFile()) throw new UriRefused('is not a regular file');
-  return { path: real, size: s.size };
+  return real;
 }
 
 /** Checks that an http(s) URI names an allowed host (its addresses are checked on connecting). */

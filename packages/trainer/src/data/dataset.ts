@@ -1,5 +1,5 @@
+import type { ByteSource } from '@retort/spec';
 import { RetortError, type RunSpec } from '@retort/spec';
-import type { ByteSource } from '../byte-source.js';
 import { deriveSeed, permutation } from '../random.js';
 import { type RawSet, readLabelled, readUnlabeled } from './formats.js';
 import type { IdxData } from './idx.js';

@@ -1,7 +1,7 @@
+import type { ByteSource } from '@retort/spec';
 import { type DatasetSpec, RetortError, type UnlabeledSpec } from '@retort/spec';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseNpy } from 'npyjs';
-import type { ByteSource } from '../byte-source.js';
 import { type IdxData, parseIdx } from './idx.js';
 
 /** Examples as read from a file: values (one row per example), labels when the file has them. */

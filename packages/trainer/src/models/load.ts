@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { ByteSource } from '@retort/spec';
 import { isRetortError, RetortError, type RunSpec, type TeacherSpec } from '@retort/spec';
 import type * as tf from '@tensorflow/tfjs';
-import type { ByteSource } from '../byte-source.js';
 import { graphTeacher } from './graph-teacher.js';
 import { type OnnxOptions, onnxTeacher } from './onnx-teacher.js';
 import { buildPreset, presetParams } from './presets.js';

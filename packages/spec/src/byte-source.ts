@@ -1,6 +1,6 @@
 /**
- * How the trainer reads the bytes behind a URI. The trainer never opens a file or a socket: the
- * worker and the CLI hand it a source that applies the URI policy (`@retort/uri-policy`).
+ * How a run's code reads the bytes behind a URI. The trainer declares what it reads through this
+ * and never opens a file or a socket; `@retort/uri-policy` implements it with the URI policy.
  */
 export interface ByteSource {
   /** The most bytes any one read may return. */
